@@ -1,0 +1,300 @@
+"""The `compute-units` command line: argument parsing and output only; work happens in the modules.
+
+Exit codes (also in --help and the README):
+  0 success · 1 an operation failed (job, health check, write) · 2 invalid spec or command line
+  3 the host is not ready (D-Bus/systemd unreachable, preflight refused) · 4 needs root
+  5 upgrade failed and was rolled back
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__, install, render, spec
+from .errors import ComputeUnitsError, Diagnostic, SpecError, UsageError
+from .model import Service, ServiceSet
+
+EXIT_CODES = """Exit codes: 0 success; 1 an operation failed; 2 invalid spec or command line;
+3 host not ready (systemd/D-Bus unreachable, preflight refused); 4 needs root;
+5 upgrade failed and was rolled back."""
+
+app = typer.Typer(
+    name="compute-units",
+    help="Run OpenStack compute-node services as podman containers under systemd.\n\n" + EXIT_CODES,
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+SpecOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--spec",
+        help="Spec file or directory (repeatable). Default: the search path "
+        "/etc/compute-units/services, /run/compute-units/services, /usr/share/compute-units/services.",
+    ),
+]
+RootOpt = Annotated[Path, typer.Option("--root", help="Prefix for every host path (image builds, tests).")]
+TemplatesOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--templates",
+        help="Directory whose templates override the built-in ones by file name (repeatable).",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every command needs to find and render specs."""
+
+    specs: tuple[Path, ...]
+    root: Path
+    templates: tuple[Path, ...]
+
+    def spec_paths(self) -> list[Path]:
+        return list(self.specs) if self.specs else spec.default_search_path(self.root)
+
+    def load(self) -> tuple[ServiceSet, list[Diagnostic]]:
+        return spec.load(spec.discover(self.spec_paths()), root=self.root)
+
+    def render_options(self) -> render.RenderOptions:
+        site = self.root / "etc/compute-units/templates"
+        dirs = [*self.templates, *([site] if site.is_dir() else [])]
+        return render.RenderOptions(template_dirs=tuple(dirs))
+
+
+def make_context(specs: list[Path] | None, root: Path, templates: list[Path] | None) -> Context:
+    if not root.is_dir():
+        raise UsageError(f"--root {root}: not a directory")
+    for directory in templates or []:
+        if not directory.is_dir():
+            raise UsageError(f"--templates {directory}: not a directory")
+    return Context(tuple(specs or ()), root, tuple(templates or ()))
+
+
+@contextmanager
+def reporting(as_json: bool) -> Iterator[None]:
+    """Turn our errors into a message on stderr (or a JSON object) and the documented exit code."""
+    try:
+        yield
+    except SpecError as exc:
+        if as_json:
+            emit_json(
+                {"ok": False, "error": exc.message, "diagnostics": [d.as_dict() for d in exc.diagnostics]}
+            )
+        print_diagnostics(exc.diagnostics)
+        errors = sum(d.severity == "error" for d in exc.diagnostics)
+        err.print(f"compute-units: {errors} error(s); nothing was written.", markup=False)
+        raise typer.Exit(exc.exit_code) from None
+    except ComputeUnitsError as exc:
+        if as_json:
+            emit_json({"ok": False, "error": exc.message, "hint": exc.hint})
+        fail(exc.message, exc.hint, exc.exit_code)
+
+
+def fail(message: str, hint: str | None = None, code: int = 1) -> NoReturn:
+    err.print(f"compute-units: error: {message}", markup=False)
+    if hint:
+        err.print(f"  hint: {hint}", markup=False)
+    raise typer.Exit(code)
+
+
+def print_diagnostics(diagnostics: Sequence[Diagnostic]) -> None:
+    for diagnostic in diagnostics:
+        err.print(diagnostic.format(), markup=False)
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        out.print(f"compute-units {__version__}", markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=version_callback, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Run OpenStack compute-node services as podman containers under systemd."""
+
+
+@app.command()
+def validate(
+    specs: SpecOpt = None,
+    root: RootOpt = Path("/"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Check every spec and report all problems at once (file:line:column: key: message)."""
+    with reporting(as_json):
+        ctx = make_context(specs, root, None)
+        services, warnings = ctx.load()
+        if as_json:
+            emit_json(
+                {"ok": True, "services": services.names(), "diagnostics": [d.as_dict() for d in warnings]}
+            )
+        else:
+            print_diagnostics(warnings)
+            out.print(f"{len(services)} service(s) valid: {', '.join(services.names())}", markup=False)
+
+
+@app.command()
+def generate(
+    specs: SpecOpt = None,
+    root: RootOpt = Path("/"),
+    templates: TemplatesOpt = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option("--output-dir", help="Where units go. Default: ROOT/etc/systemd/system."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan and a unified diff; write nothing.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Render every spec into systemd units and write them atomically; remove stale ones of ours."""
+    with reporting(as_json):
+        ctx = make_context(specs, root, templates)
+        directory = output_dir or root / "etc/systemd/system"
+        services, warnings = ctx.load()
+        units = render.render_all(services, ctx.render_options())
+        changes = install.plan(units, directory)
+        if not dry_run:
+            install.apply(changes, directory)
+        report_plan(changes, directory, warnings, dry_run=dry_run, as_json=as_json)
+
+
+def report_plan(
+    changes: Sequence[install.Change],
+    directory: Path,
+    warnings: Sequence[Diagnostic],
+    *,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    if as_json:
+        emit_json(
+            {
+                "ok": True,
+                "dry_run": dry_run,
+                "directory": str(directory),
+                "changes": [{"unit": c.name, "action": c.action, "diff": c.diff(directory)} for c in changes],
+                "diagnostics": [d.as_dict() for d in warnings],
+            }
+        )
+        return
+    print_diagnostics(warnings)
+    verb = {"add": "added", "change": "changed", "remove": "removed", "unchanged": "unchanged"}
+    counts = {a: sum(c.action == a for c in changes) for a in verb}
+    for change in changes:
+        if change.action != "unchanged":
+            out.print(f"{verb[change.action]:>9}  {directory / change.name}", markup=False)
+    summary = ", ".join(f"{counts[a]} {verb[a]}" for a in verb)
+    prefix = "would be: " if dry_run else ""
+    out.print(f"{prefix}{summary}", markup=False)
+    if dry_run:
+        for change in changes:
+            text = change.diff(directory)
+            if text:
+                out.print(text, markup=False, end="")
+
+
+@app.command("render")
+def render_cmd(
+    name: Annotated[str, typer.Argument(help="Service name (or unit name, or compute-node.target).")],
+    specs: SpecOpt = None,
+    root: RootOpt = Path("/"),
+    templates: TemplatesOpt = None,
+) -> None:
+    """Print one rendered unit to stdout."""
+    with reporting(False):
+        ctx = make_context(specs, root, templates)
+        services, warnings = ctx.load()
+        print_diagnostics(warnings)
+        units = render.render_all(services, ctx.render_options())
+        unit = name if name in units else f"{name}.service"
+        if unit not in units:
+            raise unknown_service(name, services)
+        sys.stdout.write(units[unit])
+
+
+def unknown_service(name: str, services: ServiceSet) -> UsageError:
+    hint = spec._did_you_mean(name, services.names())
+    known = ", ".join(services.names()) or "none"
+    return UsageError(f"unknown service '{name}' (known: {known})", hint=hint)
+
+
+def select(services: ServiceSet, names: Sequence[str]) -> list[Service]:
+    """The named services (all when none named), in dependency order."""
+    if not names:
+        return list(services)
+    wanted: set[str] = set()
+    for name in names:
+        service = services.get(name)
+        if service is None:
+            raise unknown_service(name, services)
+        wanted.add(service.name)
+    return [s for s in services if s.name in wanted]
+
+
+@app.command("list")
+def list_cmd(
+    specs: SpecOpt = None,
+    root: RootOpt = Path("/"),
+    as_json: JsonOpt = False,
+) -> None:
+    """List the services: name, unit, image, requires, spec file."""
+    with reporting(as_json):
+        services, warnings = make_context(specs, root, None).load()
+        rows: list[dict[str, Any]] = [
+            {
+                "name": s.name,
+                "unit": s.unit,
+                "image": str(s.image),
+                "requires": list(s.requires),
+                "keeps_vms": s.keeps_vms,
+                "spec": str(s.source),
+            }
+            for s in services
+        ]
+        if as_json:
+            emit_json(rows)
+            return
+        print_diagnostics(warnings)
+        table = Table("service", "unit", "image", "requires", "spec", box=None)
+        for row in rows:
+            table.add_row(
+                row["name"], row["unit"], row["image"], ", ".join(row["requires"]) or "-", row["spec"]
+            )
+        out.print(table)
+
+
+def run() -> None:
+    app()
+
+
+# Command groups live in their own modules and add themselves to `app` on import.
+from . import lifecycle  # noqa: E402, F401
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

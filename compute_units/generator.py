@@ -1,0 +1,79 @@
+"""systemd generator: `compute-units-generator NORMAL_DIR [EARLY_DIR LATE_DIR]`.
+
+Runs at boot (and at every daemon-reload) before units are loaded: reads the spec search path and
+writes units into NORMAL_DIR only. A broken spec is logged and skipped, the rest are still
+generated; one bad file never makes it exit non-zero. Imports nothing heavy (no typer/rich): it
+runs on every boot and reload.
+
+COMPUTE_UNITS_ROOT (tests and image builds only) prefixes the search path.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+WANTS_DIR = "multi-user.target.wants"
+
+
+def log(message: str) -> None:
+    """To stderr, which systemd sends to the journal for generators; also kmsg when stderr is not a tty."""
+    sys.stderr.write(f"compute-units-generator: {message}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) not in (1, 3):
+        log("usage: compute-units-generator NORMAL_DIR [EARLY_DIR LATE_DIR]")
+        return 2
+    normal_dir = Path(args[0])
+    try:
+        return generate_into(normal_dir, Path(os.environ.get("COMPUTE_UNITS_ROOT", "/")))
+    except Exception as exc:  # a bug must not hide the other generators' output
+        log(f"internal error, no units generated: {exc!r}")
+        return 1
+
+
+def generate_into(normal_dir: Path, root: Path) -> int:
+    from . import install, render, spec
+    from .model import TARGET_NAME
+
+    paths = spec.discover([p for p in spec.default_search_path(root) if p.is_dir()])
+    services, diagnostics = spec.load_lenient(paths, root=root)
+    for diagnostic in diagnostics:
+        log(diagnostic.format())
+    skipped = {d.location.path for d in diagnostics if d.severity == "error"}
+    for path in sorted(skipped):
+        log(f"skipped {path}: fix the errors above and run `systemctl daemon-reload`")
+    if not services.services:
+        log("no valid service specs; nothing generated")
+        return 0
+    site = root / "etc/compute-units/templates"
+    options = render.RenderOptions(template_dirs=(site,) if site.is_dir() else (), pins=_pins(root))
+    units = render.render_all(services, options)
+    # the generator's directory belongs to this boot: no foreign files, nothing stale to keep
+    install.apply(install.plan(units, normal_dir), normal_dir)
+    wants = normal_dir / WANTS_DIR
+    wants.mkdir(exist_ok=True)
+    link = wants / TARGET_NAME
+    if not link.is_symlink():
+        link.symlink_to(f"../{TARGET_NAME}")
+    log(f"generated {len(services)} service(s): {', '.join(services.names())}")
+    return 0
+
+
+def _pins(root: Path) -> dict[str, str]:
+    """Digests that upgrades pinned services to; /var may not be mounted yet: then the spec's tags."""
+    from .errors import ComputeUnitsError
+    from .state import STATE_DIR, Store
+
+    try:
+        return Store(root / str(STATE_DIR).lstrip("/")).load().pins()
+    except ComputeUnitsError as exc:
+        log(f"ignoring upgrade state: {exc.message}")
+        return {}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

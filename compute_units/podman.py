@@ -1,0 +1,81 @@
+"""The only access to images and containers: podman's CLI with JSON output, typed results."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import runner
+from .errors import CommandError
+
+PODMAN = "/usr/bin/podman"
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str
+    name: str
+    image: str  # the reference the container was created from
+    image_id: str
+    running: bool
+    pid: int
+    health: str  # "healthy", "unhealthy", "starting", or "" when the container has no health check
+    started_at: str
+
+
+def read_cidfile(unit: str, run_dir: Path = Path("/run")) -> str | None:
+    """The container id systemd's unit recorded (%t/%n.ctr-id), or None when it has none."""
+    try:
+        text = (run_dir / f"{unit}.ctr-id").read_text().strip()
+    except OSError:
+        return None
+    return text or None
+
+
+def inspect_container(ref: str) -> Container | None:
+    result = runner.run([PODMAN, "container", "inspect", "--format", "json", ref], check=False)
+    if result.returncode != 0:
+        return None
+    data: list[dict[str, Any]] = json.loads(result.stdout)
+    if not data:
+        return None
+    c = data[0]
+    state = c.get("State", {})
+    health = state.get("Health") or state.get("Healthcheck") or {}
+    return Container(
+        id=c["Id"],
+        name=c.get("Name", ""),
+        image=c.get("ImageName", ""),
+        image_id=c.get("Image", ""),
+        running=bool(state.get("Running")),
+        pid=int(state.get("Pid") or 0),
+        health=str(health.get("Status", "")),
+        started_at=str(state.get("StartedAt", "")),
+    )
+
+
+def image_digest(image_id: str) -> str | None:
+    """The repository digest (sha256:...) of a local image, or None if it has none."""
+    result = runner.run([PODMAN, "image", "inspect", "--format", "json", image_id], check=False)
+    if result.returncode != 0:
+        return None
+    data: list[dict[str, Any]] = json.loads(result.stdout)
+    if not data:
+        return None
+    digest = data[0].get("Digest")
+    if digest:
+        return str(digest)
+    for repo_digest in data[0].get("RepoDigests") or []:
+        return str(repo_digest).rsplit("@", 1)[-1]
+    return None
+
+
+def healthcheck(container: str) -> bool:
+    """Run the container's health check once; True when it passes."""
+    try:
+        runner.run([PODMAN, "healthcheck", "run", container], timeout=120)
+    except CommandError:
+        return False
+    return True

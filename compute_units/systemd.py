@@ -1,0 +1,228 @@
+"""The one place that talks to systemd over D-Bus (pystemd).
+
+Jobs are run the way systemctl does it: subscribe, match `JobRemoved`, enqueue the job, process the
+bus until our job's signal arrives or a deadline passes, then read the unit's state. A job result of
+"done" is not proof that the service runs (a container can die right after): callers read
+ActiveState too, which `run_jobs` returns with the result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import SystemdError
+
+DEST = b"org.freedesktop.systemd1"
+PATH = b"/org/freedesktop/systemd1"
+MANAGER = b"org.freedesktop.systemd1.Manager"
+UNIT_IFACE = b"org.freedesktop.systemd1.Unit"
+SERVICE_IFACE = b"org.freedesktop.systemd1.Service"
+JOB_METHODS = {"start": b"StartUnit", "stop": b"StopUnit", "restart": b"RestartUnit"}
+
+
+class HostNotReady(SystemdError):
+    exit_code = 3
+
+
+class UnitNotFound(SystemdError):
+    exit_code = 3
+
+
+@dataclass(frozen=True)
+class UnitState:
+    name: str
+    load_state: str
+    active_state: str
+    sub_state: str
+    result: str
+    main_pid: int
+    exec_main_status: int
+    exec_main_code: int
+    active_enter_us: int
+    invocation_id: str
+    control_group: str
+    need_daemon_reload: bool
+
+    @property
+    def exit_description(self) -> str:
+        # ExecMainCode: CLD_EXITED=1, CLD_KILLED=2, CLD_DUMPED=3
+        if self.exec_main_code == 1:
+            return f"exit status {self.exec_main_status}"
+        if self.exec_main_code in (2, 3):
+            return f"killed by signal {self.exec_main_status}"
+        return "no main process result"
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    unit: str
+    verb: str
+    job_result: str  # done, failed, canceled, timeout, dependency, skipped, or "deadline"
+    state: UnitState
+
+    @property
+    def ok(self) -> bool:
+        if self.job_result != "done":
+            return False
+        if self.verb == "stop":
+            return self.state.active_state in ("inactive", "failed") and self.state.result == "success"
+        return self.state.active_state in ("active", "reloading")
+
+
+class Systemd:
+    """A connection to one systemd manager; pass it in, do not create it deep inside."""
+
+    def __init__(self, bus: Any) -> None:
+        self.bus = bus
+        self._removed: dict[bytes, str] = {}
+        self._subscribed = False
+
+    @classmethod
+    @contextmanager
+    def connect(cls) -> Iterator[Systemd]:
+        from pystemd.dbusexc import DBusBaseError
+        from pystemd.dbuslib import DBus
+
+        bus = DBus()
+        try:
+            bus.open()
+        except DBusBaseError as exc:
+            raise HostNotReady(
+                f"cannot reach systemd over D-Bus: {exc}",
+                hint="is systemd PID 1 here and the system bus running?",
+            ) from exc
+        try:
+            manager = cls(bus)
+            manager.call(b"GetDefaultTarget", [])  # fail early and clearly if no systemd answers
+            yield manager
+        finally:
+            bus.close()
+
+    # -- low level
+    def call(
+        self, method: bytes, args: list[tuple[int, Any]], *, path: bytes = PATH, iface: bytes = MANAGER
+    ) -> Any:
+        from pystemd.dbusexc import DBusBaseError
+
+        try:
+            return self.bus.call_method(DEST, path, iface, method, args).body
+        except DBusBaseError as exc:
+            raise _translate(exc, method) from exc
+
+    def prop(self, path: bytes, iface: bytes, name: bytes, signature: bytes) -> Any:
+        from pystemd.dbusexc import DBusBaseError
+
+        try:
+            return self.bus.get_property(DEST, path, iface, name, signature)
+        except DBusBaseError as exc:
+            raise _translate(exc, name) from exc
+
+    # -- manager
+    def reload(self) -> None:
+        """daemon-reload; the call returns when the reload is complete."""
+        self.call(b"Reload", [])
+
+    def unit_path(self, unit: str) -> bytes:
+        from pystemd.dbuslib import apply_signature
+
+        body = self.call(b"LoadUnit", apply_signature(b"s", [unit.encode()]))
+        return bytes(body[0] if isinstance(body, (list, tuple)) else body)
+
+    def state(self, unit: str) -> UnitState:
+        path = self.unit_path(unit)
+
+        def u(name: bytes, sig: bytes) -> Any:
+            return self.prop(path, UNIT_IFACE, name, sig)
+
+        load_state = _text(u(b"LoadState", b"s"))
+        is_service = unit.endswith(".service") and load_state == "loaded"
+
+        def s(name: bytes, sig: bytes, default: Any) -> Any:
+            return self.prop(path, SERVICE_IFACE, name, sig) if is_service else default
+
+        invocation = u(b"InvocationID", b"ay")
+        return UnitState(
+            name=unit,
+            load_state=load_state,
+            active_state=_text(u(b"ActiveState", b"s")),
+            sub_state=_text(u(b"SubState", b"s")),
+            result=_text(s(b"Result", b"s", b"success")),
+            main_pid=int(s(b"MainPID", b"u", 0)),
+            exec_main_status=int(s(b"ExecMainStatus", b"i", 0)),
+            exec_main_code=int(s(b"ExecMainCode", b"i", 0)),
+            active_enter_us=int(u(b"ActiveEnterTimestamp", b"t")),
+            invocation_id=bytes(invocation).hex() if invocation else "",
+            control_group=_text(s(b"ControlGroup", b"s", b"")),
+            need_daemon_reload=bool(u(b"NeedDaemonReload", b"b")),
+        )
+
+    def require_loaded(self, units: Sequence[str]) -> None:
+        missing = [u for u in units if self.state(u).load_state == "not-found"]
+        if missing:
+            raise UnitNotFound(
+                f"unit {', '.join(missing)} is not generated yet",
+                hint="run `compute-units generate` (or `compute-units apply`) first",
+            )
+
+    # -- jobs
+    def _subscribe(self) -> None:
+        if self._subscribed:
+            return
+        self.call(b"Subscribe", [])
+        self.bus.match_signal(DEST, PATH, MANAGER, b"JobRemoved", self._on_job_removed)
+        self._subscribed = True
+
+    def _on_job_removed(self, msg: Any, error: Any = None, userdata: Any = None) -> None:
+        msg.process_reply(True)
+        _job_id, job_path, _unit, result = msg.body
+        self._removed[bytes(job_path)] = _text(result)
+
+    def run_jobs(self, verb: str, units: Sequence[str], *, timeout: float = 300.0) -> list[JobOutcome]:
+        """Enqueue one job per unit ("replace" mode) and wait for all of their JobRemoved signals."""
+        from pystemd.dbuslib import apply_signature
+
+        self._subscribe()
+        method = JOB_METHODS[verb]
+        jobs: dict[bytes, str] = {}
+        for unit in units:
+            body = self.call(method, apply_signature(b"ss", [unit.encode(), b"replace"]))
+            jobs[bytes(body[0] if isinstance(body, (list, tuple)) else body)] = unit
+        results = self.wait_jobs(list(jobs), timeout=timeout)
+        return [
+            JobOutcome(unit, verb, results.get(job, "deadline"), self.state(unit))
+            for job, unit in jobs.items()
+        ]
+
+    def wait_jobs(self, jobs: Sequence[bytes], *, timeout: float) -> dict[bytes, str]:
+        deadline = time.monotonic() + timeout
+        pending = set(jobs)
+        while True:
+            while True:  # drain everything already queued on the bus
+                msg = self.bus.process()
+                if msg.is_empty():
+                    break
+            pending -= self._removed.keys()
+            if not pending:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self.bus.wait(int(min(remaining, 1.0) * 1_000_000))
+        return {job: self._removed.pop(job) for job in jobs if job in self._removed}
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _translate(exc: Exception, what: bytes) -> SystemdError:
+    text = str(exc)
+    if "NoSuchUnit" in text or "not found" in text.lower() or "not loaded" in text.lower():
+        return UnitNotFound(f"systemd: {text}")
+    if "AccessDenied" in text or "Permission denied" in text or "EACCES" in text:
+        return SystemdError(f"systemd refused {what.decode()}: {text}", hint="run as root")
+    return SystemdError(f"systemd {what.decode()} failed: {text}")
