@@ -23,6 +23,7 @@ from rich.table import Table
 from . import __version__, install, render, spec
 from .errors import ComputeUnitsError, Diagnostic, SpecError, UsageError
 from .model import Service, ServiceSet
+from .state import STATE_DIR, Store
 
 EXIT_CODES = """Exit codes: 0 success; 1 an operation failed; 2 invalid spec or command line;
 3 host not ready (systemd/D-Bus unreachable, preflight refused); 4 needs root;
@@ -36,13 +37,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-out = Console(highlight=False, soft_wrap=True)
+# tables keep their rows on one line when piped (grep, less); a terminal gets its own width
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 SpecOpt = Annotated[
     list[Path] | None,
     typer.Option(
         "--spec",
+        metavar="PATH",
         help="Spec file or directory (repeatable). Default: the search path "
         "/etc/compute-units/services, /run/compute-units/services, /usr/share/compute-units/services.",
     ),
@@ -52,6 +55,7 @@ TemplatesOpt = Annotated[
     list[Path] | None,
     typer.Option(
         "--templates",
+        metavar="DIR",
         help="Directory whose templates override the built-in ones by file name (repeatable).",
     ),
 ]
@@ -72,10 +76,14 @@ class Context:
     def load(self) -> tuple[ServiceSet, list[Diagnostic]]:
         return spec.load(spec.discover(self.spec_paths()), root=self.root)
 
+    def store(self) -> Store:
+        return Store(self.root / str(STATE_DIR).lstrip("/"))
+
     def render_options(self) -> render.RenderOptions:
+        """Templates (user dirs first) and the digests upgrades pinned services to."""
         site = self.root / "etc/compute-units/templates"
         dirs = [*self.templates, *([site] if site.is_dir() else [])]
-        return render.RenderOptions(template_dirs=tuple(dirs))
+        return render.RenderOptions(template_dirs=tuple(dirs), pins=self.store().load().pins())
 
 
 def make_context(specs: list[Path] | None, root: Path, templates: list[Path] | None) -> Context:
@@ -294,7 +302,7 @@ def run() -> None:
 
 
 # Command groups live in their own modules and add themselves to `app` on import.
-from . import lifecycle  # noqa: E402, F401
+from . import doctor, lifecycle, upgrade_cmd  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
     run()

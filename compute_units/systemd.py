@@ -92,7 +92,7 @@ class Systemd:
             bus.open()
         except DBusBaseError as exc:
             raise HostNotReady(
-                f"cannot reach systemd over D-Bus: {exc}",
+                f"cannot reach systemd over D-Bus ({dbus_text(exc)})",
                 hint="is systemd PID 1 here and the system bus running?",
             ) from exc
         try:
@@ -160,6 +160,16 @@ class Systemd:
             need_daemon_reload=bool(u(b"NeedDaemonReload", b"b")),
         )
 
+    def mask(self, units: Sequence[str]) -> None:
+        from pystemd.dbuslib import apply_signature
+
+        args = apply_signature(b"asbb", [[u.encode() for u in units], False, True])
+        self.call(b"MaskUnitFiles", args)
+        self.reload()
+
+    def fragment_path(self, unit: str) -> str:
+        return _text(self.prop(self.unit_path(unit), UNIT_IFACE, b"FragmentPath", b"s"))
+
     def require_loaded(self, units: Sequence[str]) -> None:
         missing = [u for u in units if self.state(u).load_state == "not-found"]
         if missing:
@@ -215,14 +225,54 @@ class Systemd:
         return {job: self._removed.pop(job) for job in jobs if job in self._removed}
 
 
+def dbus_text(exc: Exception) -> str:
+    return str(exc).strip().lstrip(":").strip() or type(exc).__name__
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _translate(exc: Exception, what: bytes) -> SystemdError:
-    text = str(exc)
+    text = dbus_text(exc)
     if "NoSuchUnit" in text or "not found" in text.lower() or "not loaded" in text.lower():
         return UnitNotFound(f"systemd: {text}")
     if "AccessDenied" in text or "Permission denied" in text or "EACCES" in text:
         return SystemdError(f"systemd refused {what.decode()}: {text}", hint="run as root")
     return SystemdError(f"systemd {what.decode()} failed: {text}")
+
+
+MACHINE_DEST = b"org.freedesktop.machine1"
+MACHINE_PATH = b"/org/freedesktop/machine1"
+MACHINE_MANAGER = b"org.freedesktop.machine1.Manager"
+
+
+@dataclass(frozen=True)
+class Machine:
+    name: str
+    klass: str  # "vm" or "container"
+    service: str  # who registered it, e.g. "libvirt-qemu"
+    leader: int
+
+
+def list_machines(systemd: Systemd) -> list[Machine]:
+    """Machines registered with systemd-machined (libvirt registers every guest)."""
+    from pystemd.dbusexc import DBusBaseError
+
+    try:
+        body = systemd.bus.call_method(MACHINE_DEST, MACHINE_PATH, MACHINE_MANAGER, b"ListMachines", []).body
+    except DBusBaseError as exc:
+        raise HostNotReady(
+            f"systemd-machined does not answer: {exc}", hint="systemctl start systemd-machined"
+        ) from exc
+    machines = []
+    for name, klass, service, path in body[0] if body and isinstance(body[0], list) else body:
+        leader = systemd.bus.get_property(
+            MACHINE_DEST, bytes(path), b"org.freedesktop.machine1.Machine", b"Leader", b"u"
+        )
+        machines.append(Machine(_text(name), _text(klass), _text(service), int(leader)))
+    return machines
+
+
+def kill_signal(systemd: Systemd, unit: str) -> int:
+    return int(systemd.prop(systemd.unit_path(unit), SERVICE_IFACE, b"KillSignal", b"i"))

@@ -1,0 +1,89 @@
+"""Facts read from the host's /proc and /sys: processes, their cgroups, kernel modules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class Process:
+    pid: int
+    comm: str
+    cgroup: str  # path in systemd's hierarchy (name=systemd on v1/hybrid, the unified one on v2)
+    start_time: int  # jiffies since boot: tells a PID that was reused from the one we saw
+
+    @property
+    def alive(self) -> bool:
+        current = process(self.pid)
+        return current is not None and current.start_time == self.start_time
+
+
+def process(pid: int, proc: Path = PROC) -> Process | None:
+    try:
+        comm = (proc / str(pid) / "comm").read_text().strip()
+        stat = (proc / str(pid) / "stat").read_text()
+        cgroups = (proc / str(pid) / "cgroup").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return Process(pid, comm, systemd_cgroup(cgroups), int(fields[19]))
+
+
+def systemd_cgroup(text: str) -> str:
+    """systemd's own cgroup path from a /proc/PID/cgroup text."""
+    unified = ""
+    for line in text.splitlines():
+        _id, controllers, path = line.split(":", 2)
+        if controllers == "name=systemd":
+            return path
+        if _id == "0" and controllers == "":
+            unified = path
+    return unified
+
+
+def qemu_processes(proc: Path = PROC) -> list[Process]:
+    found = []
+    for entry in proc.iterdir():
+        if entry.name.isdigit():
+            try:
+                comm = (entry / "comm").read_text()
+            except OSError:
+                continue
+            if comm.startswith("qemu-system") or comm.startswith("qemu-kvm"):
+                p = process(int(entry.name), proc)
+                if p is not None:
+                    found.append(p)
+    return sorted(found, key=lambda p: p.pid)
+
+
+def in_cgroup(p: Process, cgroup: str) -> bool:
+    return bool(cgroup) and (p.cgroup == cgroup or p.cgroup.startswith(cgroup.rstrip("/") + "/"))
+
+
+def loaded_modules(proc: Path = PROC) -> set[str]:
+    try:
+        lines = (proc / "modules").read_text().splitlines()
+    except OSError:
+        return set()
+    return {line.split()[0] for line in lines if line}
+
+
+def builtin_modules(release: str) -> set[str]:
+    path = Path("/lib/modules") / release / "modules.builtin"
+    try:
+        return {Path(line).name.removesuffix(".ko") for line in path.read_text().splitlines()}
+    except OSError:
+        return set()
+
+
+def module_available(name: str) -> bool:
+    """Loaded, or built into the kernel (then it is never listed in /proc/modules)."""
+    import os
+
+    normal = name.replace("-", "_")
+    return normal in loaded_modules() or normal in {
+        m.replace("-", "_") for m in builtin_modules(os.uname().release)
+    }
