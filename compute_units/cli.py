@@ -14,16 +14,19 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, install, render, spec
+from . import __version__, spec
 from .errors import ComputeUnitsError, Diagnostic, SpecError, UsageError
 from .model import Service, ServiceSet
 from .state import STATE_DIR, Store
+
+if TYPE_CHECKING:  # jinja2 is imported only by the commands that render
+    from . import install, render
 
 EXIT_CODES = """Exit codes: 0 success; 1 an operation failed; 2 invalid spec or command line;
 3 host not ready (systemd/D-Bus unreachable, preflight refused); 4 needs root;
@@ -71,16 +74,26 @@ class Context:
     templates: tuple[Path, ...]
 
     def spec_paths(self) -> list[Path]:
-        return list(self.specs) if self.specs else spec.default_search_path(self.root)
+        if self.specs:
+            return list(self.specs)
+        return [p for p in spec.default_search_path(self.root) if p.is_dir()]
 
     def load(self) -> tuple[ServiceSet, list[Diagnostic]]:
-        return spec.load(spec.discover(self.spec_paths()), root=self.root)
+        files = spec.discover(self.spec_paths())
+        if not files:
+            searched = ", ".join(str(p) for p in self.specs or spec.default_search_path(self.root))
+            raise UsageError(
+                f"no service specs found in {searched}", hint="add *.yaml files or pass --spec PATH"
+            )
+        return spec.load(files, root=self.root)
 
     def store(self) -> Store:
         return Store(self.root / str(STATE_DIR).lstrip("/"))
 
     def render_options(self) -> render.RenderOptions:
         """Templates (user dirs first) and the digests upgrades pinned services to."""
+        from . import render
+
         site = self.root / "etc/compute-units/templates"
         dirs = [*self.templates, *([site] if site.is_dir() else [])]
         return render.RenderOptions(template_dirs=tuple(dirs), pins=self.store().load().pins())
@@ -181,6 +194,8 @@ def generate(
     as_json: JsonOpt = False,
 ) -> None:
     """Render every spec into systemd units and write them atomically; remove stale ones of ours."""
+    from . import install, render
+
     with reporting(as_json):
         ctx = make_context(specs, root, templates)
         directory = output_dir or root / "etc/systemd/system"
@@ -235,6 +250,8 @@ def render_cmd(
     templates: TemplatesOpt = None,
 ) -> None:
     """Print one rendered unit to stdout."""
+    from . import render
+
     with reporting(False):
         ctx = make_context(specs, root, templates)
         services, warnings = ctx.load()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
@@ -156,6 +154,9 @@ def check_tools() -> list[Finding]:
 
 
 def check_registries(services: ServiceSet) -> list[Finding]:
+    import urllib.error
+    import urllib.request
+
     findings = []
     for registry in sorted({s.image.registry for s in services if s.image.registry}):
         ok_url = None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InstallError
-from .render import MARKER
+from .model import MARKER
 
 UNIT_SUFFIXES = (".service", ".target")
 

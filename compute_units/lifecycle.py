@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from . import install, podman, render, runner
+from . import podman, runner
 from .cli import (
     JsonOpt,
     RootOpt,
@@ -35,6 +36,14 @@ UNIT_DIR = Path("/etc/systemd/system")
 JOURNAL_LINES = 10
 
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait for systemd's jobs to finish.")]
+SettleOpt = Annotated[
+    float,
+    typer.Option(
+        "--settle",
+        help="After a start job, watch the unit this many seconds: a container that dies at once "
+        "is reported as failed (systemd already counts the job as done).",
+    ),
+]
 ServicesArg = Annotated[
     list[str] | None, typer.Argument(help="Services (default: all), by name or unit name.")
 ]
@@ -49,11 +58,21 @@ def require_root(action: str) -> None:
         raise NotRootError(f"{action} changes the host and needs root", hint="run it with sudo")
 
 
+# podman's own container lifecycle events: noise next to the container's output and systemd's lines
+_PODMAN_EVENT = re.compile(r" podman\[\d+\]: (\d{4}-\d\d-\d\d .* (container|image) \w+ |[0-9a-f]{64}$)")
+
+
 def journal_tail(unit: str, lines: int = JOURNAL_LINES) -> list[str]:
+    """The unit's last journal lines: the container's output and systemd's verdict."""
     result = runner.run(
-        ["journalctl", "-u", unit, "-n", str(lines), "--no-pager", "-o", "short-iso"], check=False
+        ["journalctl", "-u", unit, "-n", str(lines * 4), "--no-pager", "-o", "short-iso"], check=False
     )
-    return [line for line in result.stdout.splitlines() if not line.startswith("-- ")]
+    kept = [
+        line
+        for line in result.stdout.splitlines()
+        if not line.startswith("-- ") and not _PODMAN_EVENT.search(line)
+    ]
+    return kept[-lines:]
 
 
 def describe_failure(outcome: JobOutcome) -> str:
@@ -97,18 +116,30 @@ def report_outcomes(outcomes: Sequence[JobOutcome], *, as_json: bool) -> None:
 
 
 def _lifecycle(
-    verb: str, names: list[str] | None, specs: list[Path] | None, root: Path, timeout: float, as_json: bool
+    verb: str,
+    names: list[str] | None,
+    specs: list[Path] | None,
+    root: Path,
+    timeout: float,
+    as_json: bool,
+    settle: float = 0.0,
 ) -> None:
     with reporting(as_json):
         services, _ = make_context(specs, root, None).load()
         chosen = select(services, names or [])
         require_root(verb)
+        if verb != "start":
+            # systemd restarts/stops what Requires= a unit along with it: wait for and report those too
+            names_ = {s.name for s in chosen}
+            for service in list(chosen):
+                names_.update(d.name for d in services.dependents(service.name))
+            chosen = [s for s in services if s.name in names_]
         units = [s.unit for s in chosen]
         if verb == "stop":
             units.reverse()
         with Systemd.connect() as systemd:
             systemd.require_loaded(units)
-            outcomes = systemd.run_jobs(verb, units, timeout=timeout)
+            outcomes = systemd.run_jobs(verb, units, timeout=timeout, settle=settle)
         report_outcomes(outcomes, as_json=as_json)
 
 
@@ -118,10 +149,11 @@ def start(
     specs: SpecOpt = None,
     root: RootOpt = Path("/"),
     timeout: TimeoutOpt = 300.0,
+    settle: SettleOpt = 1.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Start services through systemd and report each job's real result."""
-    _lifecycle("start", services, specs, root, timeout, as_json)
+    _lifecycle("start", services, specs, root, timeout, as_json, settle)
 
 
 @app.command()
@@ -142,10 +174,11 @@ def restart(
     specs: SpecOpt = None,
     root: RootOpt = Path("/"),
     timeout: TimeoutOpt = 300.0,
+    settle: SettleOpt = 1.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Restart services: a new container replaces the old one; units that require them follow."""
-    _lifecycle("restart", services, specs, root, timeout, as_json)
+    _lifecycle("restart", services, specs, root, timeout, as_json, settle)
 
 
 @app.command()
@@ -153,9 +186,12 @@ def apply(
     specs: SpecOpt = None,
     templates: TemplatesOpt = None,
     timeout: TimeoutOpt = 300.0,
+    settle: SettleOpt = 1.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Generate units, daemon-reload, (re)start exactly the changed ones, start compute-node.target."""
+    from . import install, render
+
     with reporting(as_json):
         ctx = make_context(specs, Path("/"), templates)
         services, warnings = ctx.load()
@@ -178,6 +214,7 @@ def apply(
             if restarts:
                 outcomes += systemd.run_jobs("restart", restarts, timeout=timeout)
             outcomes += systemd.run_jobs("start", [TARGET_NAME], timeout=timeout)
+            outcomes = systemd.settle(outcomes, settle)
             # the target's job is "done" even when a wanted unit failed: check every service
             outcomes += [
                 JobOutcome(s.unit, "start", "done", systemd.state(s.unit))

@@ -652,6 +652,16 @@ class _Checker:
                         "add - /sys/fs/cgroup:/sys/fs/cgroup to mounts",
                     )
 
+        secrets_field = get("secrets")
+        if secrets and secrets_field is not None and get("command") is None:
+            self.error(
+                secrets_field.node,
+                "secrets",
+                "services with secrets need command: (the full argv)",
+                "secrets are loaded by a /bin/sh entrypoint that then runs command:, replacing the "
+                "image's ENTRYPOINT and CMD",
+            )
+
         preflight = self.preflight(get("preflight"))
         podman_args = self.podman_args(get("podman_args"), namespaces)
 
@@ -902,6 +912,14 @@ class _Checker:
         if not items:
             if items is not None:
                 self.error(command_field.node, "health.command", "must not be empty")
+            return None
+        if items[0][0] in ("CMD", "CMD-SHELL", "NONE"):
+            self.error(
+                items[0][1],
+                "health.command[0]",
+                f"'{items[0][0]}' is Docker's health-check syntax, not a program",
+                "give the argv itself, e.g. [virsh, list]",
+            )
             return None
         values: dict[str, int] = {}
         for which, default in (("interval", 30_000), ("timeout", 5_000), ("start_period", 20_000)):

@@ -69,7 +69,8 @@ class JobOutcome:
         if self.job_result != "done":
             return False
         if self.verb == "stop":
-            return self.state.active_state in ("inactive", "failed") and self.state.result == "success"
+            # "failed" after a stop means the stop itself went wrong (timeout, kill)
+            return self.state.active_state == "inactive"
         return self.state.active_state in ("active", "reloading")
 
 
@@ -80,6 +81,7 @@ class Systemd:
         self.bus = bus
         self._removed: dict[bytes, str] = {}
         self._subscribed = False
+        self._callbacks: list[Any] = []
 
     @classmethod
     @contextmanager
@@ -183,16 +185,29 @@ class Systemd:
         if self._subscribed:
             return
         self.call(b"Subscribe", [])
-        self.bus.match_signal(DEST, PATH, MANAGER, b"JobRemoved", self._on_job_removed)
+        removed = self._removed
+
+        def on_job_removed(msg: Any, error: Any = None, userdata: Any = None) -> None:
+            msg.process_reply(True)
+            _job_id, job_path, _unit, result = msg.body
+            removed[bytes(job_path)] = _text(result)
+
+        self._match(PATH, MANAGER, b"JobRemoved", on_job_removed)
         self._subscribed = True
 
-    def _on_job_removed(self, msg: Any, error: Any = None, userdata: Any = None) -> None:
-        msg.process_reply(True)
-        _job_id, job_path, _unit, result = msg.body
-        self._removed[bytes(job_path)] = _text(result)
+    def _match(self, path: bytes, iface: bytes, member: bytes, callback: Any) -> None:
+        """pystemd keeps only a borrowed pointer to the callback: hold a reference as long as the bus."""
+        self._callbacks.append(callback)
+        self.bus.match_signal(DEST, path, iface, member, callback)
 
-    def run_jobs(self, verb: str, units: Sequence[str], *, timeout: float = 300.0) -> list[JobOutcome]:
-        """Enqueue one job per unit ("replace" mode) and wait for all of their JobRemoved signals."""
+    def run_jobs(
+        self, verb: str, units: Sequence[str], *, timeout: float = 300.0, settle: float = 0.0
+    ) -> list[JobOutcome]:
+        """Enqueue one job per unit ("replace" mode) and wait for all of their JobRemoved signals.
+
+        With `settle`, units that came up are then watched for that many seconds (PropertiesChanged
+        signals, no polling): a container that dies right after its start job is reported failed.
+        """
         from pystemd.dbuslib import apply_signature
 
         self._subscribe()
@@ -202,19 +217,65 @@ class Systemd:
             body = self.call(method, apply_signature(b"ss", [unit.encode(), b"replace"]))
             jobs[bytes(body[0] if isinstance(body, (list, tuple)) else body)] = unit
         results = self.wait_jobs(list(jobs), timeout=timeout)
-        return [
+        outcomes = [
             JobOutcome(unit, verb, results.get(job, "deadline"), self.state(unit))
             for job, unit in jobs.items()
         ]
+        return self.settle(outcomes, settle) if verb != "stop" else outcomes
+
+    def settle(self, outcomes: Sequence[JobOutcome], seconds: float) -> list[JobOutcome]:
+        """Re-check outcomes whose unit left the active state within `seconds` after its job."""
+        if seconds <= 0:
+            return list(outcomes)
+        left = self.watch_active([o.unit for o in outcomes if o.ok], seconds)
+        return [
+            JobOutcome(o.unit, o.verb, o.job_result, self.state(o.unit)) if o.unit in left else o
+            for o in outcomes
+        ]
+
+    def watch_active(self, units: Sequence[str], seconds: float) -> set[str]:
+        """Watch units for `seconds`; return those that left the active state meanwhile."""
+        if not units:
+            return set()
+        paths = {self.unit_path(u): u for u in units}
+        left: set[str] = set()
+
+        def on_change(msg: Any, error: Any = None, userdata: Any = None) -> None:
+            msg.process_reply(True)
+            unit = paths.get(bytes(msg.headers.get("Path") or b""))
+            if unit is None or len(msg.body) < 2:
+                return
+            state = msg.body[1].get(b"ActiveState")
+            if state is not None and _text(state) != "active":
+                left.add(unit)
+
+        for path in paths:
+            self.bus.match_signal(
+                DEST, path, b"org.freedesktop.DBus.Properties", b"PropertiesChanged", on_change
+            )
+        # a change between the job's end and the subscription above is caught by reading once more
+        left |= {u for u in units if self.state(u).active_state != "active"}
+        deadline = time.monotonic() + seconds
+        while len(left) < len(units):
+            self._drain()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self.bus.wait(int(remaining * 1_000_000))
+        return left
+
+    def _drain(self) -> None:
+        """Dispatch every message already queued on the bus (signal callbacks run here)."""
+        while True:
+            msg = self.bus.process()
+            if msg.is_empty():
+                break
 
     def wait_jobs(self, jobs: Sequence[bytes], *, timeout: float) -> dict[bytes, str]:
         deadline = time.monotonic() + timeout
         pending = set(jobs)
         while True:
-            while True:  # drain everything already queued on the bus
-                msg = self.bus.process()
-                if msg.is_empty():
-                    break
+            self._drain()
             pending -= self._removed.keys()
             if not pending:
                 break

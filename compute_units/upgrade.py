@@ -105,18 +105,23 @@ class Upgrader:
         self.unit_dir = unit_dir
         self.progress = progress
         self.crash_at = os.environ.get(CRASH_ENV, "")
+        self.reports: list[Report] = []
 
     # ------------------------------------------------------------------ public
     def upgrade(self, service: Service, image: str | None = None) -> Report:
+        """Upgrade one service (and restart its dependents); the report also lands in `self.reports`."""
         report = Report(service.name)
+        self.reports.append(report)
         state = self.store.load()
         entry = state.get(service.name)
         if entry.phase == "rolling-back":
             self.progress(f"{service.name}: finishing an interrupted rollback")
+            report.source, report.target = entry.target, entry.previous
             self._finish_rollback(service, state, report)
             state = self.store.load()
             entry = state.get(service.name)
             report = Report(service.name)
+            self.reports.append(report)
         resume = entry.phase != "idle" and entry.target is not None
         reference = entry.target if resume and entry.target else image or str(service.image)
         if resume:

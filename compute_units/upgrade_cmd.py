@@ -6,7 +6,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -17,7 +17,9 @@ from .errors import ComputeUnitsError, UsageError
 from .lifecycle import UNIT_DIR, require_root
 from .model import Service
 from .systemd import Systemd
-from .upgrade import Report, RolledBack, Upgrader
+
+if TYPE_CHECKING:  # the upgrade machinery (and jinja2) load only when an upgrade runs
+    from .upgrade import Report
 
 WaitOpt = Annotated[
     float, typer.Option("--wait", help="Seconds to wait for another upgrade's lock (default: fail at once).")
@@ -57,10 +59,12 @@ def run_upgrades(
     wait: float,
     as_json: bool,
 ) -> None:
+    """Upgrade `chosen` in dependency order; stop at the first failure. Reports every step."""
+    from .upgrade import Upgrader
+
     ctx = make_context(specs, Path("/"), templates)
     services, _ = ctx.load()
     require_root("upgrade")
-    reports: list[Report] = []
     failure: ComputeUnitsError | None = None
     store = ctx.store()
     with store.lock(wait), Systemd.connect() as systemd, progress_reporter(not as_json) as progress:
@@ -68,13 +72,8 @@ def run_upgrades(
             systemd, store, services, ctx.render_options(), unit_dir=UNIT_DIR, progress=progress
         )
         for service in chosen:
-            current = services.get(service.name)
-            assert current is not None
             try:
-                reports.append(upgrader.upgrade(current, image))
-            except RolledBack as exc:
-                failure = exc
-                break
+                upgrader.upgrade(service, image)
             except ComputeUnitsError as exc:
                 failure = exc
                 break
@@ -83,13 +82,16 @@ def run_upgrades(
             {
                 "ok": failure is None,
                 "error": failure.message if failure else None,
-                "services": [r.as_dict() for r in reports],
+                "hint": failure.hint if failure else None,
+                "services": [r.as_dict() for r in upgrader.reports],
             }
         )
     else:
-        for report in reports:
+        for report in upgrader.reports:
             _print_report(report)
     if failure is not None:
+        if as_json:
+            raise typer.Exit(failure.exit_code)
         raise failure
 
 
