@@ -79,3 +79,7 @@ def healthcheck(container: str) -> bool:
     except CommandError:
         return False
     return True
+
+
+def image_exists(reference: str) -> bool:
+    return runner.run([PODMAN, "image", "exists", reference], check=False).returncode == 0

@@ -207,6 +207,8 @@ class Upgrader:
 
     def pull(self, reference: str) -> str:
         """Pull (before anything stops) and return repository[:tag]@digest."""
+        if "@" in reference and podman.image_exists(reference):
+            return reference  # resuming: the pinned image is already here, no registry needed
         try:
             result = runner.run([podman.PODMAN, "pull", "--quiet", reference], timeout=1800)
         except CommandError as exc:
