@@ -8,25 +8,32 @@ Exit codes (also in --help and the README):
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, spec
-from .errors import ComputeUnitsError, Diagnostic, SpecError, UsageError
-from .model import Service, ServiceSet
-from .state import STATE_DIR, Store
+from . import __version__
+from .context import (
+    Context,
+    emit_json,
+    make_context,
+    print_diagnostics,
+    report_error,
+    select,
+    unknown_service,
+)
+from .errors import ComputeUnitsError, Diagnostic
+
+__all__ = ["Context", "app", "emit_json", "make_context", "print_diagnostics", "reporting", "select"]
 
 if TYPE_CHECKING:  # jinja2 is imported only by the commands that render
-    from . import install, render
+    from . import install
 
 EXIT_CODES = """Exit codes: 0 success; 1 an operation failed; 2 invalid spec or command line;
 3 host not ready (systemd/D-Bus unreachable, preflight refused); 4 needs root;
@@ -65,83 +72,13 @@ TemplatesOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
 
-@dataclass(frozen=True)
-class Context:
-    """What every command needs to find and render specs."""
-
-    specs: tuple[Path, ...]
-    root: Path
-    templates: tuple[Path, ...]
-
-    def spec_paths(self) -> list[Path]:
-        if self.specs:
-            return list(self.specs)
-        return [p for p in spec.default_search_path(self.root) if p.is_dir()]
-
-    def load(self) -> tuple[ServiceSet, list[Diagnostic]]:
-        files = spec.discover(self.spec_paths())
-        if not files:
-            searched = ", ".join(str(p) for p in self.specs or spec.default_search_path(self.root))
-            raise UsageError(
-                f"no service specs found in {searched}", hint="add *.yaml files or pass --spec PATH"
-            )
-        return spec.load(files, root=self.root)
-
-    def store(self) -> Store:
-        return Store(self.root / str(STATE_DIR).lstrip("/"))
-
-    def render_options(self) -> render.RenderOptions:
-        """Templates (user dirs first) and the digests upgrades pinned services to."""
-        from . import render
-
-        site = self.root / "etc/compute-units/templates"
-        dirs = [*self.templates, *([site] if site.is_dir() else [])]
-        return render.RenderOptions(template_dirs=tuple(dirs), pins=self.store().load().pins())
-
-
-def make_context(specs: list[Path] | None, root: Path, templates: list[Path] | None) -> Context:
-    if not root.is_dir():
-        raise UsageError(f"--root {root}: not a directory")
-    for directory in templates or []:
-        if not directory.is_dir():
-            raise UsageError(f"--templates {directory}: not a directory")
-    return Context(tuple(specs or ()), root, tuple(templates or ()))
-
-
 @contextmanager
 def reporting(as_json: bool) -> Iterator[None]:
     """Turn our errors into a message on stderr (or a JSON object) and the documented exit code."""
     try:
         yield
-    except SpecError as exc:
-        if as_json:
-            emit_json(
-                {"ok": False, "error": exc.message, "diagnostics": [d.as_dict() for d in exc.diagnostics]}
-            )
-        print_diagnostics(exc.diagnostics)
-        errors = sum(d.severity == "error" for d in exc.diagnostics)
-        err.print(f"compute-units: {errors} error(s); nothing was written.", markup=False)
-        raise typer.Exit(exc.exit_code) from None
     except ComputeUnitsError as exc:
-        if as_json:
-            emit_json({"ok": False, "error": exc.message, "hint": exc.hint})
-        fail(exc.message, exc.hint, exc.exit_code)
-
-
-def fail(message: str, hint: str | None = None, code: int = 1) -> NoReturn:
-    err.print(f"compute-units: error: {message}", markup=False)
-    if hint:
-        err.print(f"  hint: {hint}", markup=False)
-    raise typer.Exit(code)
-
-
-def print_diagnostics(diagnostics: Sequence[Diagnostic]) -> None:
-    for diagnostic in diagnostics:
-        err.print(diagnostic.format(), markup=False)
-
-
-def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+        raise typer.Exit(report_error(exc, as_json=as_json)) from None
 
 
 def version_callback(value: bool) -> None:
@@ -261,25 +198,6 @@ def render_cmd(
         if unit not in units:
             raise unknown_service(name, services)
         sys.stdout.write(units[unit])
-
-
-def unknown_service(name: str, services: ServiceSet) -> UsageError:
-    hint = spec._did_you_mean(name, services.names())
-    known = ", ".join(services.names()) or "none"
-    return UsageError(f"unknown service '{name}' (known: {known})", hint=hint)
-
-
-def select(services: ServiceSet, names: Sequence[str]) -> list[Service]:
-    """The named services (all when none named), in dependency order."""
-    if not names:
-        return list(services)
-    wanted: set[str] = set()
-    for name in names:
-        service = services.get(name)
-        if service is None:
-            raise unknown_service(name, services)
-        wanted.add(service.name)
-    return [s for s in services if s.name in wanted]
 
 
 @app.command("list")

@@ -14,7 +14,7 @@ from rich.table import Table
 from . import host, runner
 from .cli import JsonOpt, RootOpt, SpecOpt, app, emit_json, make_context, out, reporting
 from .errors import CommandError, ComputeUnitsError
-from .lifecycle import require_root
+from .jobs import require_root
 from .model import ServiceSet
 from .systemd import Systemd
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from . import podman, runner
+from . import jobs, podman
 from .cli import (
     JsonOpt,
     RootOpt,
@@ -21,19 +19,15 @@ from .cli import (
     TemplatesOpt,
     app,
     emit_json,
-    err,
     make_context,
     out,
     print_diagnostics,
     reporting,
     select,
 )
-from .errors import ComputeUnitsError, NotRootError
+from .jobs import UNIT_DIR, require_root
 from .model import TARGET_NAME, Service
 from .systemd import JobOutcome, Systemd
-
-UNIT_DIR = Path("/etc/systemd/system")
-JOURNAL_LINES = 10
 
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait for systemd's jobs to finish.")]
 SettleOpt = Annotated[
@@ -49,72 +43,6 @@ ServicesArg = Annotated[
 ]
 
 
-class JobsFailed(ComputeUnitsError):
-    exit_code = 1
-
-
-def require_root(action: str) -> None:
-    if os.geteuid() != 0:
-        raise NotRootError(f"{action} changes the host and needs root", hint="run it with sudo")
-
-
-# podman's own container lifecycle events: noise next to the container's output and systemd's lines
-_PODMAN_EVENT = re.compile(r" podman\[\d+\]: (\d{4}-\d\d-\d\d .* (container|image) \w+ |[0-9a-f]{64}$)")
-
-
-def journal_tail(unit: str, lines: int = JOURNAL_LINES) -> list[str]:
-    """The unit's last journal lines: the container's output and systemd's verdict."""
-    result = runner.run(
-        ["journalctl", "-u", unit, "-n", str(lines * 4), "--no-pager", "-o", "short-iso"], check=False
-    )
-    kept = [
-        line
-        for line in result.stdout.splitlines()
-        if not line.startswith("-- ") and not _PODMAN_EVENT.search(line)
-    ]
-    return kept[-lines:]
-
-
-def describe_failure(outcome: JobOutcome) -> str:
-    st = outcome.state
-    return (
-        f"{outcome.unit}: {outcome.verb} failed: job {outcome.job_result}, unit "
-        f"{st.active_state}/{st.sub_state} (Result={st.result}, main process {st.exit_description})"
-    )
-
-
-def report_outcomes(outcomes: Sequence[JobOutcome], *, as_json: bool) -> None:
-    failed = [o for o in outcomes if not o.ok]
-    logs = {o.unit: journal_tail(o.unit) for o in failed}
-    if as_json:
-        emit_json(
-            {
-                "ok": not failed,
-                "jobs": [
-                    {
-                        "unit": o.unit,
-                        "verb": o.verb,
-                        "job_result": o.job_result,
-                        "ok": o.ok,
-                        "state": asdict(o.state),
-                        "journal": logs.get(o.unit, []),
-                    }
-                    for o in outcomes
-                ],
-            }
-        )
-    else:
-        for o in outcomes:
-            if o.ok:
-                out.print(f"{o.unit}: {o.verb} ok ({o.state.active_state}/{o.state.sub_state})", markup=False)
-        for o in failed:
-            err.print(describe_failure(o), markup=False)
-            for line in logs[o.unit]:
-                err.print(f"    {line}", markup=False)
-    if failed:
-        raise typer.Exit(JobsFailed.exit_code)
-
-
 def _lifecycle(
     verb: str,
     names: list[str] | None,
@@ -125,22 +53,10 @@ def _lifecycle(
     settle: float = 0.0,
 ) -> None:
     with reporting(as_json):
-        services, _ = make_context(specs, root, None).load()
-        chosen = select(services, names or [])
-        require_root(verb)
-        if verb != "start":
-            # systemd restarts/stops what Requires= a unit along with it: wait for and report those too
-            names_ = {s.name for s in chosen}
-            for service in list(chosen):
-                names_.update(d.name for d in services.dependents(service.name))
-            chosen = [s for s in services if s.name in names_]
-        units = [s.unit for s in chosen]
-        if verb == "stop":
-            units.reverse()
-        with Systemd.connect() as systemd:
-            systemd.require_loaded(units)
-            outcomes = systemd.run_jobs(verb, units, timeout=timeout, settle=settle)
-        report_outcomes(outcomes, as_json=as_json)
+        outcomes = jobs.lifecycle(verb, names or [], make_context(specs, root, None), timeout, settle)
+    code = jobs.print_outcomes(outcomes, as_json=as_json)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
@@ -214,19 +130,21 @@ def apply(
             if restarts:
                 outcomes += systemd.run_jobs("restart", restarts, timeout=timeout)
             outcomes += systemd.run_jobs("start", [TARGET_NAME], timeout=timeout)
-            outcomes = systemd.settle(outcomes, settle)
             # the target's job is "done" even when a wanted unit failed: check every service
             outcomes += [
                 JobOutcome(s.unit, "start", "done", systemd.state(s.unit))
                 for s in services
                 if s.unit not in {o.unit for o in outcomes}
             ]
+            outcomes = systemd.settle(outcomes, settle)
         if not as_json:
             print_diagnostics(warnings)
             for c in changes:
                 if c.action != "unchanged":
                     out.print(f"{c.action:>9}  {UNIT_DIR / c.name}", markup=False)
-        report_outcomes(outcomes, as_json=as_json)
+    code = jobs.print_outcomes(outcomes, as_json=as_json)
+    if code:
+        raise typer.Exit(code)
 
 
 @dataclass(frozen=True)
@@ -245,8 +163,9 @@ class ServiceStatus:
 
 
 def collect_status(
-    systemd: Systemd, chosen: Sequence[Service], run_dir: Path = Path("/run")
+    systemd: Systemd, chosen: Sequence[Service], pins: dict[str, str], run_dir: Path = Path("/run")
 ) -> list[ServiceStatus]:
+    """One row per service. `image` is what the unit is pinned to (or the spec's reference)."""
     rows = []
     for service in chosen:
         st = systemd.state(service.unit)
@@ -266,7 +185,7 @@ def collect_status(
                 sub_state=st.sub_state,
                 result=st.result,
                 container_id=container.id[:12] if container else "",
-                image=container.image if container else str(service.image),
+                image=pins.get(service.name) or str(service.image),
                 image_digest=digest or "",
                 since=since,
                 health=(container.health or "none") if container else "",
@@ -285,10 +204,11 @@ def status(
 ) -> None:
     """Show each service: unit state, container, image and digest, since when, health."""
     with reporting(as_json):
-        loaded, _ = make_context(specs, root, None).load()
+        ctx = make_context(specs, root, None)
+        loaded, _ = ctx.load()
         chosen = select(loaded, services or [])
         with Systemd.connect() as systemd:
-            rows = collect_status(systemd, chosen)
+            rows = collect_status(systemd, chosen, ctx.store().load().pins())
         if as_json:
             emit_json([asdict(r) for r in rows])
             return
@@ -298,7 +218,7 @@ def status(
                 r.unit,
                 f"{r.active_state}/{r.sub_state}",
                 r.container_id or "-",
-                r.image,
+                r.image.split("@", 1)[0],
                 r.image_digest[:19] or "-",
                 r.since or "-",
                 r.health or "-",

@@ -260,7 +260,7 @@ def _link(parsed: list[Service]) -> tuple[ServiceSet, list[Diagnostic]]:
                             service.location,
                             f"requires[{index}]",
                             message,
-                            _did_you_mean(dep, known) if dep not in parsed_names else None,
+                            did_you_mean(dep, known) if dep not in parsed_names else None,
                         )
                     )
                     del by_name[name]
@@ -314,7 +314,7 @@ def _toposort(by_name: dict[str, Service]) -> tuple[list[str], list[list[str]]]:
 # --------------------------------------------------------------------------- value checks
 
 
-def _did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
 
@@ -434,7 +434,7 @@ class _Checker:
                 )
                 continue
             if allowed is not None and name not in allowed:
-                self.error(key_node, path, f"unknown key '{name}'", _did_you_mean(name, allowed))
+                self.error(key_node, path, f"unknown key '{name}'", did_you_mean(name, allowed))
                 continue
             result[name] = _Field(name, value_node)
         return result
@@ -580,7 +580,7 @@ class _Checker:
                         node,
                         f"host_namespaces[{index}]",
                         f"unknown namespace '{value}' (expected one of {', '.join(NAMESPACES)})",
-                        _did_you_mean(value, NAMESPACES),
+                        did_you_mean(value, NAMESPACES),
                     )
                 elif value in namespaces:
                     self.error(node, f"host_namespaces[{index}]", f"'{value}' is listed twice")
@@ -627,7 +627,7 @@ class _Checker:
                     f.node,
                     "restart",
                     f"invalid restart policy '{policy}' (expected one of {', '.join(RESTART_VALUES)})",
-                    _did_you_mean(policy, RESTART_VALUES),
+                    did_you_mean(policy, RESTART_VALUES),
                 )
             elif policy is not None:
                 restart = policy
@@ -741,7 +741,7 @@ class _Checker:
                         node,
                         key,
                         f"unknown mount option '{option}' (expected ro, rw or one of {', '.join(PROPAGATIONS)})",
-                        _did_you_mean(option, ("ro", "rw", *PROPAGATIONS)),
+                        did_you_mean(option, ("ro", "rw", *PROPAGATIONS)),
                     )
                     return None
         if source is None or target is None:
@@ -779,7 +779,7 @@ class _Checker:
                     f.node,
                     f"{key}.propagation",
                     f"unknown propagation '{propagation}' (expected one of {', '.join(PROPAGATIONS)})",
-                    _did_you_mean(propagation, PROPAGATIONS),
+                    did_you_mean(propagation, PROPAGATIONS),
                 )
                 ok = False
         if not ok:

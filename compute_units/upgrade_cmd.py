@@ -14,7 +14,7 @@ from rich.table import Table
 
 from .cli import JsonOpt, SpecOpt, TemplatesOpt, app, emit_json, err, make_context, out, reporting, select
 from .errors import ComputeUnitsError, UsageError
-from .lifecycle import UNIT_DIR, require_root
+from .jobs import UNIT_DIR, require_root
 from .model import Service
 from .systemd import Systemd
 

@@ -1,0 +1,102 @@
+"""start/stop/restart as systemd jobs, and how their outcomes are told. No CLI framework here:
+both the typer commands and the lean entry point (`main.py`) use it."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from . import runner
+from .context import Context, emit_json, select
+from .errors import NotRootError
+from .systemd import JobOutcome, Systemd
+
+UNIT_DIR = Path("/etc/systemd/system")
+JOURNAL_LINES = 10
+EXIT_JOBS_FAILED = 1
+
+# podman's own container lifecycle events: noise next to the container's output and systemd's lines
+_PODMAN_EVENT = re.compile(r" podman\[\d+\]: (\d{4}-\d\d-\d\d .* (container|image) \w+ |[0-9a-f]{64}$|$)")
+
+
+def require_root(action: str) -> None:
+    if os.geteuid() != 0:
+        raise NotRootError(f"{action} changes the host and needs root", hint="run it with sudo")
+
+
+def lifecycle(
+    verb: str, names: Sequence[str], ctx: Context, timeout: float, settle: float
+) -> list[JobOutcome]:
+    """Run one `verb` job per selected unit and return what systemd says happened."""
+    services, _ = ctx.load()
+    chosen = select(services, names)
+    require_root(verb)
+    if verb != "start":
+        # systemd restarts/stops what Requires= a unit along with it: wait for and report those too
+        wanted = {s.name for s in chosen}
+        for service in list(chosen):
+            wanted.update(d.name for d in services.dependents(service.name))
+        chosen = [s for s in services if s.name in wanted]
+    units = [s.unit for s in chosen]
+    if verb == "stop":
+        units.reverse()
+    with Systemd.connect() as systemd:
+        systemd.require_loaded(units)
+        return systemd.run_jobs(verb, units, timeout=timeout, settle=settle)
+
+
+def journal_tail(unit: str, lines: int = JOURNAL_LINES) -> list[str]:
+    """The unit's last journal lines: the container's output and systemd's verdict."""
+    result = runner.run(
+        ["journalctl", "-u", unit, "-n", str(lines * 4), "--no-pager", "-o", "short-iso"], check=False
+    )
+    kept = [
+        line
+        for line in result.stdout.splitlines()
+        if not line.startswith("-- ") and not _PODMAN_EVENT.search(line)
+    ]
+    return kept[-lines:]
+
+
+def describe_failure(outcome: JobOutcome) -> str:
+    st = outcome.state
+    return (
+        f"{outcome.unit}: {outcome.verb} failed: job {outcome.job_result}, unit "
+        f"{st.active_state}/{st.sub_state} (Result={st.result}, main process {st.exit_description})"
+    )
+
+
+def print_outcomes(outcomes: Sequence[JobOutcome], *, as_json: bool) -> int:
+    """Tell each job's outcome (failures with their journal lines); return the exit code."""
+    failed = [o for o in outcomes if not o.ok]
+    logs = {o.unit: journal_tail(o.unit) for o in failed}
+    if as_json:
+        emit_json(
+            {
+                "ok": not failed,
+                "jobs": [
+                    {
+                        "unit": o.unit,
+                        "verb": o.verb,
+                        "job_result": o.job_result,
+                        "ok": o.ok,
+                        "state": asdict(o.state),
+                        "journal": logs.get(o.unit, []),
+                    }
+                    for o in outcomes
+                ],
+            }
+        )
+    else:
+        for o in outcomes:
+            if o.ok:
+                print(f"{o.unit}: {o.verb} ok ({o.state.active_state}/{o.state.sub_state})")
+        for o in failed:
+            print(describe_failure(o), file=sys.stderr)
+            for line in logs[o.unit]:
+                print(f"    {line}", file=sys.stderr)
+    return EXIT_JOBS_FAILED if failed else 0
