@@ -128,6 +128,13 @@ def generate(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan and a unified diff; write nothing.")
     ] = False,
+    enable: Annotated[
+        bool,
+        typer.Option(
+            "--enable/--no-enable",
+            help="Link compute-node.target into multi-user.target.wants (start at boot).",
+        ),
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Render every spec into systemd units and write them atomically; remove stale ones of ours."""
@@ -140,7 +147,7 @@ def generate(
         units = render.render_all(services, ctx.render_options())
         changes = install.plan(units, directory)
         if not dry_run:
-            install.apply(changes, directory)
+            install.apply(changes, directory, enable=enable)
         report_plan(changes, directory, warnings, dry_run=dry_run, as_json=as_json)
 
 

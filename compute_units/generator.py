@@ -14,8 +14,6 @@ import os
 import sys
 from pathlib import Path
 
-WANTS_DIR = "multi-user.target.wants"
-
 
 def log(message: str) -> None:
     """To stderr, which systemd sends to the journal for generators; also kmsg when stderr is not a tty."""
@@ -37,7 +35,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def generate_into(normal_dir: Path, root: Path) -> int:
     from . import install, render, spec
-    from .model import TARGET_NAME
 
     paths = spec.discover([p for p in spec.default_search_path(root) if p.is_dir()])
     services, diagnostics = spec.load_lenient(paths, root=root)
@@ -54,11 +51,6 @@ def generate_into(normal_dir: Path, root: Path) -> int:
     units = render.render_all(services, options)
     # the generator's directory belongs to this boot: no foreign files, nothing stale to keep
     install.apply(install.plan(units, normal_dir), normal_dir)
-    wants = normal_dir / WANTS_DIR
-    wants.mkdir(exist_ok=True)
-    link = wants / TARGET_NAME
-    if not link.is_symlink():
-        link.symlink_to(f"../{TARGET_NAME}")
     log(f"generated {len(services)} service(s): {', '.join(services.names())}")
     return 0
 

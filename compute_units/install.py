@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InstallError
-from .model import MARKER
+from .model import MARKER, TARGET_NAME
 
 UNIT_SUFFIXES = (".service", ".target")
+WANTS_DIR = "multi-user.target.wants"
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,12 @@ def plan(units: Mapping[str, str], directory: Path) -> list[Change]:
     return changes
 
 
-def apply(changes: Sequence[Change], directory: Path) -> None:
+def apply(changes: Sequence[Change], directory: Path, *, enable: bool = True) -> None:
     """Write added/changed units atomically and remove stale ones.
+
+    With `enable`, compute-node.target is linked into multi-user.target.wants/ (what
+    `systemctl enable` does), so the services start at boot and are loaded after a
+    daemon-reload (`systemctl start 'nova-*'` only matches loaded units).
 
     All new contents go to temp files first and reach the disk with one syncfs() (one fsync per
     file costs seconds for a thousand units); only then are they renamed over the old files, so
@@ -96,12 +101,24 @@ def apply(changes: Sequence[Change], directory: Path) -> None:
         for change in changes:
             if change.action == "remove":
                 (directory / change.name).unlink(missing_ok=True)
+        _link_target(directory, enable)
         _fsync_dir(directory)
     except OSError as exc:
         raise InstallError(f"cannot write units to {directory}: {exc.strerror or exc}") from exc
     finally:
         for tmp, _ in written:
             tmp.unlink(missing_ok=True)
+
+
+def _link_target(directory: Path, enable: bool) -> None:
+    link = directory / WANTS_DIR / TARGET_NAME
+    target_exists = (directory / TARGET_NAME).is_file()
+    if enable and target_exists:
+        if not link.is_symlink():
+            link.parent.mkdir(exist_ok=True)
+            link.symlink_to(f"../{TARGET_NAME}")
+    elif link.is_symlink() and not target_exists:
+        link.unlink()  # our target is gone: so is its enablement
 
 
 def _write_temp(path: Path, text: str, mode: int = 0o644) -> Path:

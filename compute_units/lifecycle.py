@@ -171,7 +171,11 @@ def collect_status(
         st = systemd.state(service.unit)
         cid = podman.read_cidfile(service.unit, run_dir) if st.active_state != "inactive" else None
         container = podman.inspect_container(cid) if cid else None
-        digest = podman.image_digest(container.image_id) if container else None
+        digest = (
+            podman.image_digest(container.image_id, podman.repository_of(container.image))
+            if container
+            else None
+        )
         since = (
             dt.datetime.fromtimestamp(st.active_enter_us / 1e6, dt.UTC).isoformat(timespec="seconds")
             if st.active_enter_us

@@ -57,6 +57,7 @@ class Mount:
     target: PurePosixPath
     read_only: bool = False
     propagation: str | None = None
+    create: bool = False  # mkdir -p the source before the container starts
 
     def volume_arg(self) -> str:
         options = ["ro"] if self.read_only else []

@@ -56,20 +56,34 @@ def inspect_container(ref: str) -> Container | None:
     )
 
 
-def image_digest(image_id: str) -> str | None:
-    """The repository digest (sha256:...) of a local image, or None if it has none."""
+def repository_of(reference: str) -> str:
+    """registry/repository of a reference, without :tag or @digest."""
+    name = reference.split("@", 1)[0]
+    return name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+
+
+def image_digest(image_id: str, repository: str | None = None) -> str | None:
+    """The registry digest (sha256:...) of a local image, or None if it has none.
+
+    With `repository`, the digest recorded for that repository wins: an image built here and
+    pushed keeps its local manifest digest in `Digest`, which the registry does not know.
+    """
     result = runner.run([PODMAN, "image", "inspect", "--format", "json", image_id], check=False)
     if result.returncode != 0:
         return None
     data: list[dict[str, Any]] = json.loads(result.stdout)
     if not data:
         return None
-    digest = data[0].get("Digest")
-    if digest:
-        return str(digest)
-    for repo_digest in data[0].get("RepoDigests") or []:
-        return str(repo_digest).rsplit("@", 1)[-1]
-    return None
+    repo_digests = [str(d) for d in data[0].get("RepoDigests") or []]
+    if repository is not None:
+        for repo_digest in reversed(repo_digests):
+            name, _, repo_digest_value = repo_digest.rpartition("@")
+            if name == repository:
+                return repo_digest_value
+    own = data[0].get("Digest")
+    if own:
+        return str(own)
+    return repo_digests[0].rsplit("@", 1)[-1] if repo_digests else None
 
 
 def healthcheck(container: str) -> bool:

@@ -78,6 +78,9 @@ def render_service(service: Service, options: RenderOptions, env: jinja2.Environ
     image = image_for(service, options)
     podman = options.podman
     pre = [exec_line(["/bin/rm", "-f", Specified("%t/%n.ctr-id")])]
+    directories = [str(m.source) for m in service.mounts if m.create]
+    if directories:
+        pre.append(exec_line(["/bin/mkdir", "-p", *directories]))
     for secret in service.secrets:
         if secret.file is not None:
             name = podman_secret_name(service, secret.variable)

@@ -64,7 +64,7 @@ TOP_KEYS = (
     "preflight",
     "podman_args",
 )
-MOUNT_KEYS = ("source", "target", "read_only", "propagation")
+MOUNT_KEYS = ("source", "target", "read_only", "propagation", "create")
 HEALTH_KEYS = ("command", "interval", "timeout", "start_period", "retries")
 PREFLIGHT_KEYS = ("kernel_modules", "host_units_inactive", "paths")
 SECRET_KEYS = ("file", "podman_secret")
@@ -782,9 +782,14 @@ class _Checker:
                     did_you_mean(propagation, PROPAGATIONS),
                 )
                 ok = False
+        create = False
+        if (f := fields_.get("create")) is not None:
+            value = self.boolean(f.node, f"{key}.create")
+            ok = ok and value is not None
+            create = bool(value)
         if not ok:
             return None
-        return Mount(paths["source"], paths["target"], read_only, propagation)
+        return Mount(paths["source"], paths["target"], read_only, propagation, create)
 
     def devices(self, f: _Field | None) -> list[PurePosixPath]:
         if f is None:

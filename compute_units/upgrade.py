@@ -217,7 +217,7 @@ class Upgrader:
                 hint="check the registry and the image name (compute-units doctor)",
             ) from exc
         image_id = result.stdout.strip().splitlines()[-1]
-        digest = podman.image_digest(image_id)
+        digest = podman.image_digest(image_id, podman.repository_of(reference))
         if digest is None:
             raise PullFailed(f"{reference} has no registry digest; nothing was changed")
         return f"{reference.split('@', 1)[0]}@{digest}"
@@ -227,8 +227,9 @@ class Upgrader:
         container = podman.inspect_container(cid) if cid else None
         if container is None:
             return None
-        digest = podman.image_digest(container.image_id)
-        return f"{container.image.split('@', 1)[0]}@{digest}" if digest else None
+        name = container.image.split("@", 1)[0]
+        digest = podman.image_digest(container.image_id, podman.repository_of(name))
+        return f"{name}@{digest}" if digest else None
 
     def preflight(self, service: Service) -> VmSnapshot:
         problems = []

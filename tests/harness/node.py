@@ -1,0 +1,379 @@
+"""A throwaway systemd "node": systemd 252 as PID 1 of its own PID/mount/cgroup/UTS/IPC namespaces.
+
+For hosts whose PID 1 is not systemd (our CI machines). The node's root is an overlay of the host's
+`/` (so it sees exactly what the host has installed, as of boot), with its own /tmp, /run,
+/var/tmp, /dev and cgroup sub-trees; the network namespace is the host's. Nothing it mounts is
+visible on the host, and `shutdown()` removes the cgroup directories it created.
+See shared/docs/sandbox-node.md for the facts behind each step.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = REPO / "build"
+NODE_INIT = Path(__file__).with_name("node-init.sh")
+
+# what basic/sysinit/sockets/timers would start and what would touch the shared host
+MASKED = [
+    "systemd-udevd.service",
+    "systemd-udevd-control.socket",
+    "systemd-udevd-kernel.socket",
+    "systemd-udev-trigger.service",
+    "systemd-udev-settle.service",
+    "systemd-sysctl.service",
+    "systemd-modules-load.service",
+    "systemd-binfmt.service",
+    "proc-sys-fs-binfmt_misc.automount",
+    "systemd-networkd.service",
+    "systemd-networkd.socket",
+    "systemd-resolved.service",
+    "systemd-timesyncd.service",
+    "systemd-logind.service",
+    "getty.target",
+    "getty@tty1.service",
+    "console-getty.service",
+    "serial-getty@.service",
+    "systemd-remount-fs.service",
+    "systemd-fsck-root.service",
+    "systemd-pstore.service",
+    "ldconfig.service",
+    "e2scrub_reap.service",
+    "remote-fs.target",
+    "sys-kernel-debug.mount",
+    "sys-kernel-tracing.mount",
+    "sys-kernel-config.mount",
+    "sys-fs-fuse-connections.mount",
+    "dev-hugepages.mount",
+    "dev-mqueue.mount",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "dpkg-db-backup.timer",
+    "e2scrub_all.timer",
+    "fstrim.timer",
+    "man-db.timer",
+    "logrotate.timer",
+    "podman-auto-update.timer",
+    "docker.service",
+    "docker.socket",
+    "containerd.service",
+    "postgresql.service",
+    "docker-registry.service",
+    "cron.service",
+    "ssh.service",
+    "podman-restart.service",
+]
+
+SANDBOX_TARGET = """[Unit]
+Description=compute-units sandbox node
+Requires=basic.target dbus.socket systemd-journald.socket
+Wants=systemd-machined.service multi-user.target
+After=basic.target dbus.socket
+AllowIsolate=yes
+"""
+
+
+class NodeError(RuntimeError):
+    pass
+
+
+def wait_until(predicate: object, timeout: float, what: str, interval: float = 0.02) -> None:
+    """Poll `predicate` until true. Only for states that offer no event (a socket file appearing)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise NodeError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)  # sleep-ok: no event for "a file appeared in another mount namespace"
+
+
+def host_is_systemd() -> bool:
+    try:
+        return Path("/proc/1/comm").read_text().strip() == "systemd"
+    except OSError:
+        return False
+
+
+@dataclass
+class HostSnapshot:
+    """What a node must leave as it found it."""
+
+    mounts: list[str]
+    tmp: list[str]
+    run: list[str]
+    sandbox_cgroups: list[str]
+    sandbox_processes: list[int]
+
+    @classmethod
+    def take(cls) -> HostSnapshot:
+        def listing(path: str) -> list[str]:
+            return sorted(os.listdir(path))
+
+        cgroups = sorted(
+            str(p)
+            for p in Path("/sys/fs/cgroup").rglob("sandbox-*")
+            if p.is_dir() and p.name.startswith("sandbox-")
+        )
+        processes = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and "sandbox-" in (entry / "cgroup").read_text():
+                    processes.append(int(entry.name))
+            except OSError:
+                continue
+        return cls(
+            Path("/proc/self/mounts").read_text().splitlines(),
+            listing("/tmp"),
+            listing("/run"),
+            cgroups,
+            sorted(processes),
+        )
+
+
+@dataclass
+class Node:
+    name: str
+    directory: Path
+    launcher: subprocess.Popen[bytes]
+    pid: int
+    cgroups: list[Path] = field(default_factory=list)
+
+    # -- running things inside
+    def argv(self, argv: Sequence[str]) -> list[str]:
+        return ["nsenter", "-t", str(self.pid), "-a", *argv]
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 300,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        full = self.argv(["env", *(f"{k}={v}" for k, v in (env or {}).items()), *argv] if env else argv)
+        proc = subprocess.run(full, input=input, capture_output=True, text=True, timeout=timeout, check=False)
+        if check and proc.returncode != 0:
+            raise NodeError(
+                f"in node {self.name}: {' '.join(argv)} exited {proc.returncode}\n"
+                f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            )
+        return proc
+
+    def sh(self, script: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        return self.run(["sh", "-c", script], **kwargs)  # type: ignore[arg-type]
+
+    def write_file(self, path: str, data: str | bytes, mode: int = 0o644) -> None:
+        """Write through the node (writing into a live overlay's upper dir from the host is not allowed)."""
+        payload = data.encode() if isinstance(data, str) else data
+        directory = os.path.dirname(path)
+        proc = subprocess.run(
+            self.argv(["sh", "-c", f'mkdir -p "{directory}" && cat > "{path}" && chmod {mode:o} "{path}"']),
+            input=payload,
+            capture_output=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise NodeError(f"cannot write {path} in node {self.name}: {proc.stderr.decode()}")
+
+    def read_file(self, path: str) -> str:
+        return self.run(["cat", path]).stdout
+
+    def copy_tree_in(self, source: Path, destination: str) -> None:
+        tar = subprocess.Popen(["tar", "-C", str(source), "-c", "."], stdout=subprocess.PIPE)
+        proc = subprocess.run(
+            self.argv(["sh", "-c", f'mkdir -p "{destination}" && tar -x -C "{destination}"']),
+            stdin=tar.stdout,
+            capture_output=True,
+            check=False,
+        )
+        tar.wait()
+        if proc.returncode != 0 or tar.returncode != 0:
+            raise NodeError(f"cannot copy {source} into {destination}: {proc.stderr.decode()}")
+
+    def host_path(self, path: str) -> Path:
+        """A path inside the node, seen from the host (through /proc/PID/root)."""
+        return Path(f"/proc/{self.pid}/root") / path.lstrip("/")
+
+    def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run(["systemctl", *args], check=check)
+
+    def show(self, unit: str, *props: str) -> dict[str, str]:
+        out = self.run(["systemctl", "show", unit, *(f"--property={p}" for p in props)]).stdout
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    # -- lifecycle
+    def shutdown(self, timeout: float = 20.0) -> None:
+        if self.launcher.poll() is None and _alive(self.pid):
+            os.kill(self.pid, signal.SIGRTMIN + 4)  # systemd: poweroff (only this PID: we started it)
+            try:
+                self.launcher.wait(timeout)
+            except subprocess.TimeoutExpired:
+                if _alive(self.pid):
+                    os.kill(self.pid, signal.SIGKILL)  # the PID namespace dies with its init
+                self.launcher.wait(10)
+        remove_cgroups(self.cgroups)
+        for sub in ("upper", "work", "root"):
+            shutil.rmtree(self.directory / sub, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+def cgroup_dirs(name: str) -> list[tuple[Path, Path]]:
+    """(parent, new sub-tree) per hierarchy, under this process's current cgroup in each."""
+    pairs = []
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        hid, controllers, path = line.split(":", 2)
+        if hid == "0":
+            mount = "unified"
+        elif controllers == "name=systemd":
+            mount = "systemd"
+        else:
+            mount = controllers.split(",")[0]
+        parent = Path("/sys/fs/cgroup") / mount / path.lstrip("/")
+        if not parent.is_dir():
+            continue
+        pairs.append((parent, parent / f"sandbox-{name}"))
+    return pairs
+
+
+def remove_cgroups(dirs: Sequence[Path]) -> None:
+    for top in dirs:
+        if not top.exists():
+            continue
+        for sub in sorted(
+            (p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+        ):
+            sub.rmdir()
+        top.rmdir()
+
+
+def _write_config(upper: Path) -> None:
+    units = upper / "etc/systemd/system"
+    units.mkdir(parents=True)
+    (units / "sandbox.target").write_text(SANDBOX_TARGET)
+    (units / "default.target").symlink_to("sandbox.target")
+    for unit in MASKED:
+        (units / unit).symlink_to("/dev/null")
+
+
+def boot(name: str, *, base: Path = BUILD / "nodes", timeout: float = 60.0) -> Node:
+    """Boot a node and wait until its systemd reports `running`."""
+    if host_is_systemd():
+        raise NodeError("this host runs systemd as PID 1: run the tests against it, not in a sandbox node")
+    directory = base / name
+    for fresh in ("upper", "work", "root", "libvirt-lib"):  # per boot; storage/ is kept (image cache)
+        shutil.rmtree(directory / fresh, ignore_errors=True)
+        (directory / fresh).mkdir(parents=True)
+    (directory / "storage").mkdir(exist_ok=True)
+    _write_config(directory / "upper")
+    created: list[Path] = []
+    for parent, cgroup in cgroup_dirs(name):
+        remove_cgroups([cgroup])
+        cgroup.mkdir()
+        created.append(cgroup)
+        if "cpuset" in parent.parts:  # a cpuset cgroup cannot take tasks before it has cpus and mems
+            for knob in ("cpuset.cpus", "cpuset.mems"):
+                (cgroup / knob).write_text((parent / knob).read_text())
+    procs = " ".join(str(cgroup / "cgroup.procs") for cgroup in created)
+    join = f'for f in {procs}; do echo $$ > "$f"; done; exec "$@"'
+    console = open(directory / "console.log", "wb")  # noqa: SIM115 - owned by the node's lifetime
+    launcher = subprocess.Popen(
+        [
+            "sh",
+            "-c",
+            join,
+            "join",
+            "unshare",
+            "--mount",
+            "--pid",
+            "--cgroup",
+            "--uts",
+            "--ipc",
+            "--fork",
+            "--propagation",
+            "private",
+            str(NODE_INIT),
+            str(directory),
+            f"sandbox-{name}",
+        ],
+        stdout=console,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    console.close()
+    node = Node(name, directory, launcher, 0, created)
+    try:
+        node.pid = _child_pid(launcher, timeout)
+        wait_until(
+            lambda: (
+                _is_socket(Path(f"/proc/{node.pid}/root/run/systemd/private")) or launcher.poll() is not None
+            ),
+            timeout,
+            "systemd's private socket",
+        )
+        if launcher.poll() is not None:
+            raise NodeError("node exited during boot")
+        state = node.run(["systemctl", "is-system-running", "--wait"], check=False, timeout=timeout)
+        if state.stdout.strip() != "running":
+            failed = node.run(["systemctl", "--failed", "--no-legend"], check=False).stdout
+            raise NodeError(f"node state {state.stdout.strip()!r}; failed units:\n{failed}")
+    except BaseException as exc:
+        log = (directory / "console.log").read_text(errors="replace")[-3000:]
+        node.shutdown()
+        if isinstance(exc, NodeError):
+            raise NodeError(f"{exc}\nconsole:\n{log}") from None
+        raise
+    return node
+
+
+def _is_socket(path: Path) -> bool:
+    try:
+        return stat.S_ISSOCK(path.stat().st_mode)
+    except OSError:
+        return False
+
+
+def _child_pid(launcher: subprocess.Popen[bytes], timeout: float) -> int:
+    """The node's PID 1 seen from the host: the child of `unshare --fork`."""
+    found: list[int] = []
+
+    def child() -> bool:
+        if launcher.poll() is not None:
+            raise NodeError("node launcher exited")
+        try:
+            text = Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split()
+        except OSError:
+            return False
+        found[:] = [int(t) for t in text]
+        return bool(found)
+
+    wait_until(child, timeout, "the node's init process")
+    return found[0]
+
+
+@contextmanager
+def booted(name: str) -> Iterator[Node]:
+    node = boot(name)
+    try:
+        yield node
+    finally:
+        node.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
