@@ -109,6 +109,7 @@ class Service:
     environment: tuple[tuple[str, str], ...] = ()
     secrets: tuple[Secret, ...] = ()
     requires: tuple[str, ...] = ()
+    requires_at: tuple[Location, ...] = ()  # where each `requires` item is written (for errors)
     health: Health | None = None
     stop_timeout_s: int = 10
     restart: str = "on-failure"

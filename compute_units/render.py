@@ -15,6 +15,7 @@ from pathlib import Path
 import jinja2
 
 from . import __version__
+from .errors import UsageError
 from .model import MARKER, TARGET_NAME, Service, ServiceSet
 
 SERVICE_TEMPLATE = "service.j2"
@@ -63,14 +64,39 @@ def make_environment(template_dirs: Sequence[Path]) -> jinja2.Environment:
 
 
 def render_all(services: ServiceSet, options: RenderOptions | None = None) -> dict[str, str]:
-    """Every unit file of the node: one `.service` per service plus the target."""
+    """Every unit file of the node: one `.service` per service plus the target.
+
+    A broken template (syntax, undefined variable) raises TemplateError naming file and line.
+    """
     options = options or RenderOptions()
     env = make_environment(options.template_dirs)
-    units = {s.unit: render_service(s, options, env) for s in services}
-    units[TARGET_NAME] = env.get_template(TARGET_TEMPLATE).render(
-        marker=MARKER, services=list(services), version=__version__
-    )
+    try:
+        units = {s.unit: render_service(s, options, env) for s in services}
+        units[TARGET_NAME] = env.get_template(TARGET_TEMPLATE).render(
+            marker=MARKER, services=list(services), version=__version__
+        )
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"template {exc.filename}:{exc.lineno}: {exc.message}") from exc
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"template {_template_position(exc)}: {exc.message}") from exc
     return units
+
+
+class TemplateError(UsageError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, hint="fix the template or remove it to use the built-in one")
+
+
+def _template_position(exc: BaseException) -> str:
+    """file:line of the innermost template frame (jinja2 maps its frames back to templates)."""
+    position = "?"
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".j2"):
+            position = f"{filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return position
 
 
 def render_service(service: Service, options: RenderOptions, env: jinja2.Environment | None = None) -> str:
@@ -120,7 +146,7 @@ def secret_loader(service: Service) -> list[str]:
     runs; mounted secrets do not. Variable names are validated identifiers, safe in the script.
     Needs /bin/sh in the image; trailing newlines of a secret file are dropped, as by $(cat).
     """
-    exports = "; ".join(
+    exports = " && ".join(
         f'{s.variable}="$(cat {SECRETS_DIR}/{s.variable})" && export {s.variable}' for s in service.secrets
     )
     return ["/bin/sh", "-c", f'{exports} && exec "$@"', "compute-units-secrets"]

@@ -184,12 +184,15 @@ def load_lenient(
     """
     diagnostics: list[Diagnostic] = []
     parsed: list[Service] = []
+    broken: set[str] = set()  # names (file stems) of specs with errors, to explain their dependents
     for path in paths:
         service, problems = parse_file(path, root=root, check_files=check_files)
         diagnostics.extend(problems)
         if service is not None and not any(p.severity == "error" for p in problems):
             parsed.append(service)
-    service_set, problems = _link(parsed)
+        else:
+            broken.add(path.stem)
+    service_set, problems = _link(parsed, broken)
     diagnostics.extend(problems)
     return service_set, diagnostics
 
@@ -214,6 +217,12 @@ def parse_text(
         loc = Location(path, mark.line + 1, mark.column + 1) if mark else Location(path)
         problem = exc.problem or exc.context or "invalid YAML"
         return None, [Diagnostic(loc, "", f"YAML syntax error: {problem}")]
+    except yaml.reader.ReaderError as exc:
+        text = data.decode(errors="replace") if isinstance(data, bytes) else data
+        before = text[: exc.position]
+        loc = Location(path, before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1)
+        char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+        return None, [Diagnostic(loc, "", f"YAML error: unacceptable character U+{char:04X}")]
     except yaml.YAMLError as exc:
         return None, [Diagnostic(Location(path), "", f"YAML error: {exc}")]
     checker = _Checker(path, root, check_files)
@@ -224,7 +233,7 @@ def parse_text(
 # --------------------------------------------------------------------------- linking
 
 
-def _link(parsed: list[Service]) -> tuple[ServiceSet, list[Diagnostic]]:
+def _link(parsed: list[Service], broken: set[str]) -> tuple[ServiceSet, list[Diagnostic]]:
     diagnostics: list[Diagnostic] = []
     by_name: dict[str, Service] = {}
     for service in parsed:
@@ -249,7 +258,7 @@ def _link(parsed: list[Service]) -> tuple[ServiceSet, list[Diagnostic]]:
             for index, dep in enumerate(service.requires):
                 if dep not in by_name:
                     known = [n for n in by_name if n != name]
-                    parsed_names = {s.name for s in parsed}
+                    parsed_names = {s.name for s in parsed} | broken
                     message = (
                         f"requires service '{dep}', which has errors"
                         if dep in parsed_names
@@ -257,7 +266,7 @@ def _link(parsed: list[Service]) -> tuple[ServiceSet, list[Diagnostic]]:
                     )
                     diagnostics.append(
                         Diagnostic(
-                            service.location,
+                            service.requires_at[index],
                             f"requires[{index}]",
                             message,
                             did_you_mean(dep, known) if dep not in parsed_names else None,
@@ -272,7 +281,7 @@ def _link(parsed: list[Service]) -> tuple[ServiceSet, list[Diagnostic]]:
         first = by_name[cycle[0]]
         diagnostics.append(
             Diagnostic(
-                first.location,
+                first.requires_at[first.requires.index(cycle[1 % len(cycle)])],
                 "requires",
                 "dependency cycle: " + " -> ".join([*cycle, cycle[0]]),
                 "remove one of these requires",
@@ -294,8 +303,7 @@ def _toposort(by_name: dict[str, Service]) -> tuple[list[str], list[list[str]]]:
         if mark == 3:
             return False
         if mark == 1:
-            cycle = stack[stack.index(name) :]
-            cycles.append(cycle)
+            cycles.append(stack[stack.index(name) : -1])  # the stack ends with `name` again
             return False
         state[name] = 1
         ok = True
@@ -465,7 +473,9 @@ class _Checker:
         self.error(node, key, f"expected true or false, got {shown}")
         return None
 
-    def string_list(self, node: yaml.Node, key: str) -> list[tuple[str, yaml.Node]] | None:
+    def string_list(
+        self, node: yaml.Node, key: str, *, allow_empty: bool = False
+    ) -> list[tuple[str, yaml.Node]] | None:
         if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
             return []
         if not isinstance(node, yaml.SequenceNode):
@@ -473,7 +483,7 @@ class _Checker:
             return None
         items: list[tuple[str, yaml.Node]] = []
         for index, item in enumerate(node.value):
-            value = self.string(item, f"{key}[{index}]")
+            value = self.string(item, f"{key}[{index}]", allow_empty=allow_empty)
             if value is not None:
                 items.append((value, item))
         return items
@@ -564,7 +574,7 @@ class _Checker:
                     "shell strings are not accepted; write command: [/usr/sbin/libvirtd, --listen]",
                 )
             else:
-                items = self.string_list(f.node, "command")
+                items = self.string_list(f.node, "command", allow_empty=True)
                 if items is not None:
                     if not items:
                         self.error(
@@ -597,6 +607,7 @@ class _Checker:
         secrets = self.secrets(get("secrets"), {k for k, _ in environment})
 
         requires: list[str] = []
+        requires_at: list[Location] = []
         if (f := get("requires")) is not None:
             for index, (value, node) in enumerate(self.string_list(f.node, "requires") or []):
                 if value.endswith(".service"):
@@ -607,6 +618,7 @@ class _Checker:
                     self.error(node, f"requires[{index}]", f"'{value}' is listed twice")
                 else:
                     requires.append(value)
+                    requires_at.append(self.loc(node))
 
         health = self.health(get("health"))
 
@@ -681,6 +693,7 @@ class _Checker:
             environment=tuple(environment),
             secrets=tuple(secrets),
             requires=tuple(requires),
+            requires_at=tuple(requires_at),
             health=health,
             stop_timeout_s=stop_timeout_s,
             restart=restart,
@@ -913,7 +926,7 @@ class _Checker:
                 "shell strings are not accepted; write command: [virsh, -c, 'qemu:///system', list]",
             )
             return None
-        items = self.string_list(command_field.node, "health.command")
+        items = self.string_list(command_field.node, "health.command", allow_empty=True)
         if not items:
             if items is not None:
                 self.error(command_field.node, "health.command", "must not be empty")
@@ -1043,7 +1056,7 @@ def _with_hash(service: Service) -> Service:
     payload = {
         f.name: getattr(service, f.name)
         for f in fields(service)
-        if f.name not in ("source", "location", "spec_hash")
+        if f.name not in ("source", "location", "spec_hash", "requires_at")
     }
     text = json.dumps(payload, default=_jsonable, sort_keys=True)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]

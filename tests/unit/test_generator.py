@@ -1,0 +1,99 @@
+"""The systemd generator: search path precedence, masking, broken specs skipped, nothing outside."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+IMG = "image: 127.0.0.1:5000/x:1\n"
+
+
+def tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def run_generator(root: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    for d in ("normal", "early", "late"):
+        (out / d).mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "compute_units.generator",
+            str(out / "normal"),
+            str(out / "early"),
+            str(out / "late"),
+        ],
+        env={**os.environ, "COMPUTE_UNITS_ROOT": str(root)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_generator_reads_the_search_path_and_skips_broken_specs(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    usr = root / "usr/share/compute-units/services"
+    etc = root / "etc/compute-units/services"
+    usr.mkdir(parents=True)
+    etc.mkdir(parents=True)
+    (usr / "libvirt.yaml").write_text(IMG + "description: from usr\n")
+    (etc / "libvirt.yaml").write_text(IMG + "description: site override\n")  # /etc wins
+    (usr / "network.yaml").write_text(IMG)
+    (etc / "network.yaml").symlink_to("/dev/null")  # masked
+    (usr / "compute.yaml").write_text(IMG + "requires: [libvirt]\n")
+    (usr / "broken.yaml").write_text(IMG + "restart: sometimes\n")
+    (usr / "needs-broken.yaml").write_text(IMG + "requires: [broken]\n")
+    out = tmp_path / "gen"
+    before = tree(tmp_path)
+    result = run_generator(root, out)
+    assert result.returncode == 0
+    broken = usr / "broken.yaml"
+    assert result.stderr.splitlines() == [
+        f"compute-units-generator: {broken}:2:10: restart: invalid restart policy 'sometimes' (expected one "
+        "of no, always, on-success, on-failure, on-abnormal, on-abort, on-watchdog)",
+        f"compute-units-generator: {usr / 'needs-broken.yaml'}:2:12: requires[0]: requires service 'broken', "
+        "which has errors",
+        f"compute-units-generator: skipped {broken}: fix the errors above and run `systemctl daemon-reload`",
+        f"compute-units-generator: skipped {usr / 'needs-broken.yaml'}: fix the errors above and run "
+        "`systemctl daemon-reload`",
+        "compute-units-generator: generated 2 service(s): libvirt, compute",
+    ]
+    normal = out / "normal"
+    assert sorted(p.name for p in normal.iterdir()) == [
+        "compute-node.target",
+        "compute.service",
+        "libvirt.service",
+        "multi-user.target.wants",
+    ]
+    assert "Description=site override" in (normal / "libvirt.service").read_text()
+    assert (normal / "multi-user.target.wants/compute-node.target").readlink() == Path(
+        "../compute-node.target"
+    )
+    # nothing written anywhere but NORMAL_DIR
+    after = tree(tmp_path)
+    assert {p for p in after - before if not p.startswith("gen/normal")} == {"gen", "gen/early", "gen/late"}
+    assert list((out / "early").iterdir()) == [] and list((out / "late").iterdir()) == []
+
+
+def test_generator_with_no_specs_generates_nothing_and_succeeds(tmp_path: Path) -> None:
+    result = run_generator(tmp_path / "empty-root", tmp_path / "gen")
+    assert result.returncode == 0
+    assert result.stderr == "compute-units-generator: no valid service specs; nothing generated\n"
+    assert list((tmp_path / "gen/normal").iterdir()) == []
+
+
+def test_generator_usage_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "compute_units.generator", "a", "b"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr
+        == "compute-units-generator: usage: compute-units-generator NORMAL_DIR [EARLY_DIR LATE_DIR]\n"
+    )

@@ -1,0 +1,287 @@
+"""Rendering: golden units for the seed example, systemd-analyze verify, ExecStart= round trips,
+template overrides, and a property test over random valid specs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from compute_units import render, spec
+from compute_units.cli import app
+from compute_units.model import TARGET_NAME
+from tests.unit.execparse import parse_exec
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples/services"
+GOLDEN = Path(__file__).with_name("golden")
+SECRETS = ("keystone_admin_token", "nova_db_password", "rabbit_password", "nova_keystone_password")
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    secrets = tmp_path / "root/etc/compute-units/secrets"
+    secrets.mkdir(parents=True)
+    for name in SECRETS:
+        (secrets / name).write_text(f"{name}-VALUE")
+        (secrets / name).chmod(0o600)
+    return tmp_path / "root"
+
+
+def generate(specs: Path, root: Path, out: Path, *extra: str) -> None:
+    result = CliRunner().invoke(
+        app, ["generate", "--spec", str(specs), "--root", str(root), "--output-dir", str(out), *extra]
+    )
+    assert result.exit_code == 0, result.stderr
+
+
+def verify(directory: Path) -> None:
+    """systemd-analyze verify every unit: exit 0 and not a single warning."""
+    units = sorted(p.name for p in directory.iterdir() if p.suffix in (".service", ".target"))
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *(f"./{u}" for u in units)],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+
+
+def test_seed_example_matches_golden_units(tmp_path: Path, root: Path) -> None:
+    out = tmp_path / "out"
+    generate(EXAMPLES, root, out)
+    produced = {
+        p.name: p.read_text().replace(str(EXAMPLES), "EXAMPLES") for p in out.iterdir() if p.is_file()
+    }
+    assert sorted(produced) == [
+        TARGET_NAME,
+        "nova-compute.service",
+        "nova-libvirt.service",
+        "nova-network.service",
+    ]
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.mkdir(exist_ok=True)
+        for name, text in produced.items():
+            (GOLDEN / name).write_text(text)
+    for name, text in produced.items():
+        assert text == (GOLDEN / name).read_text(), f"{name} differs from tests/unit/golden (UPDATE_GOLDEN=1)"
+    assert (out / "multi-user.target.wants" / TARGET_NAME).readlink() == Path(f"../{TARGET_NAME}")
+    verify(out)
+
+
+def test_seed_units_have_the_seed_flags(tmp_path: Path, root: Path) -> None:
+    services, _ = spec.load(spec.discover([EXAMPLES]), root=root)
+    libvirt = services.get("nova-libvirt")
+    assert libvirt is not None
+    argv = render.podman_run_argv(libvirt, str(libvirt.image))
+    for flag in ("--pid=host", "--network=host", "--cgroupns=host", "--privileged", "--device=/dev/kvm"):
+        assert flag in argv
+    for volume in (
+        "/sys:/sys",
+        "/sys/fs/cgroup:/sys/fs/cgroup",
+        "/var/lib/libvirt:/var/lib/libvirt",
+        "/var/lib/nova:/var/lib/nova",
+    ):
+        assert f"--volume={volume}" in argv
+    compute = services.get("nova-compute")
+    assert compute is not None
+    argv = render.podman_run_argv(compute, str(compute.image))
+    assert "--env=RABBIT_USERID=stackrabbit" in argv
+    assert not [a for a in argv if "-VALUE" in a]
+    assert "-VALUE" not in render.render_service(compute, render.RenderOptions())
+    assert (
+        "--secret=compute-units.nova-compute.NOVA_DB_PASSWORD,type=mount,mode=0400,target=NOVA_DB_PASSWORD"
+        in argv
+    )
+
+
+TRICKY = [
+    "plain",
+    "with space",
+    'double " quote',
+    "single ' quote",
+    "back\\slash",
+    "100% sure",
+    "%n %t %%",
+    "$HOME",
+    "${HOME}",
+    "$$",
+    ";",
+    "a;b",
+    "-dash",
+    "@at",
+    "",
+    "ünïcødé ✓",
+    "trailing\\",
+    "{json: [1, 2]}",
+]
+
+
+def spec_with(tmp_path: Path, values: list[str]) -> Path:
+    import json
+
+    directory = tmp_path / "specs"
+    directory.mkdir()
+    env = {f"V{i}": v for i, v in enumerate(values)}
+    (directory / "tricky.yaml").write_text(
+        "image: 127.0.0.1:5000/x:1\n"
+        f"description: {json.dumps(' '.join(values))}\n"
+        f"command: {json.dumps(['/bin/echo', *values])}\n"
+        f"environment: {json.dumps(env)}\n"
+    )
+    return directory
+
+
+def test_exec_start_round_trips_exact_argv(tmp_path: Path, root: Path) -> None:
+    specs = spec_with(tmp_path, TRICKY)
+    out = tmp_path / "out"
+    generate(specs, root, out)
+    unit = (out / "tricky.service").read_text()
+    services, _ = spec.load(spec.discover([specs]), root=root)
+    service = services.get("tricky")
+    assert service is not None
+    expected = [
+        a.replace("%t", "/run").replace("%n", "tricky.service") if isinstance(a, render.Specified) else a
+        for a in render.podman_run_argv(service, str(service.image))
+    ]
+    assert parse_exec(unit, "ExecStart", "tricky.service") == [expected]
+    assert expected[-len(TRICKY) :] == TRICKY
+    for index, value in enumerate(TRICKY):
+        assert f"--env=V{index}={value}" in expected
+    verify(out)
+
+
+def test_template_override_by_name(tmp_path: Path, root: Path) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    shutil.copy(REPO / "templates/service.j2", templates / "service.j2")
+    text = (
+        (templates / "service.j2")
+        .read_text()
+        .replace("[Install]", "[Install]\nAlias={{ service.name }}-alias.service")
+    )
+    (templates / "service.j2").write_text(text)
+    out = tmp_path / "out"
+    generate(EXAMPLES, root, out, "--templates", str(templates))
+    assert "Alias=nova-libvirt-alias.service" in (out / "nova-libvirt.service").read_text()
+    assert "Alias=" not in (out / TARGET_NAME).read_text()
+
+
+def test_template_with_undefined_variable_fails_cleanly(tmp_path: Path, root: Path) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "target.j2").write_text("{{ marker }}\n{{ no_such_thing }}\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = CliRunner().invoke(
+        app,
+        [
+            "generate",
+            "--spec",
+            str(EXAMPLES),
+            "--root",
+            str(root),
+            "--output-dir",
+            str(out),
+            "--templates",
+            str(templates),
+        ],
+    )
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"compute-units: error: template {templates}/target.j2:2: 'no_such_thing' is undefined",
+        "  hint: fix the template or remove it to use the built-in one",
+    ]
+    assert list(out.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- property test
+
+names = st.from_regex(r"[a-z][a-z0-9-]{0,10}", fullmatch=True)
+text = st.text(
+    # YAML's printable set: no controls, surrogates, U+FFFE/U+FFFF
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\x7f\ufffe\uffff"),
+    max_size=20,
+)
+env_names = st.from_regex(r"[A-Z_][A-Z0-9_]{0,8}", fullmatch=True)
+abs_paths = st.lists(
+    st.from_regex(r"[a-z0-9_.-]{1,8}", fullmatch=True).filter(lambda p: p not in (".", "..")),
+    min_size=1,
+    max_size=3,
+).map(lambda parts: "/" + "/".join(parts))
+
+
+@st.composite
+def service_set(draw: st.DrawFn) -> dict[str, str]:
+    import json
+
+    count = draw(st.integers(1, 4))
+    service_names = draw(
+        st.lists(names, min_size=count, max_size=count, unique=True).filter(
+            lambda ns: "compute-node" not in ns
+        )
+    )
+    files = {}
+    for index, name in enumerate(service_names):
+        mounts = draw(
+            st.lists(st.tuples(abs_paths, abs_paths, st.booleans()), max_size=3, unique_by=lambda m: m[1])
+        )
+        data: dict[str, Any] = {
+            "image": f"127.0.0.1:5000/svc{index}:{draw(st.from_regex(r'[a-z0-9][a-z0-9.-]{0,6}', fullmatch=True))}",
+            "description": draw(text),
+            "command": ["/bin/run", *draw(st.lists(text, max_size=4))],
+            "host_namespaces": draw(
+                st.lists(st.sampled_from(["pid", "network", "ipc", "uts", "cgroup"]), unique=True)
+            ),
+            "privileged": draw(st.booleans()),
+            "mounts": [{"source": s, "target": t, "read_only": ro} for s, t, ro in mounts],
+            "environment": draw(st.dictionaries(env_names, text, max_size=3)),
+            "requires": draw(st.lists(st.sampled_from(service_names[:index]), unique=True)) if index else [],
+            "restart": draw(st.sampled_from(["no", "always", "on-failure"])),
+            "stop_timeout": f"{draw(st.integers(1, 600))}s",
+        }
+        if draw(st.booleans()):
+            data["health"] = {
+                "command": ["/bin/check", *draw(st.lists(text, max_size=2))],
+                "interval": "30s",
+                "start_period": "5s",
+            }
+        if draw(st.booleans()):
+            data["secrets"] = {"SECRET_X": {"podman_secret": "some-secret"}}
+            data["environment"].pop("SECRET_X", None)
+        files[f"{name}.yaml"] = json.dumps(data, ensure_ascii=False)  # JSON is YAML
+    return files
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(files=service_set())
+def test_random_valid_specs_render_units_that_verify(
+    files: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    base = tmp_path_factory.mktemp("prop")
+    specs = base / "specs"
+    specs.mkdir()
+    for name, content in files.items():
+        (specs / name).write_text(content)
+    services, _ = spec.load(spec.discover([specs]))
+    units = render.render_all(services)
+    out = base / "out"
+    out.mkdir()
+    for name, content in units.items():
+        (out / name).write_text(content)
+    verify(out)
+    for service in services:
+        expected = [
+            a.replace("%t", "/run").replace("%n", service.unit) if isinstance(a, render.Specified) else a
+            for a in render.podman_run_argv(service, str(service.image))
+        ]
+        assert parse_exec(units[service.unit], "ExecStart", service.unit) == [expected]
