@@ -1,5 +1,7 @@
 #!/bin/sh
-# PID 1 of a new sandbox node until it execs systemd. $1 = node directory, $2 = hostname.
+# PID 1 of a new sandbox node until it execs systemd.
+# $1 = node directory, $2 = hostname, $3 = the project checkout, bound in at the same path (live,
+# and visible even when it lies under /tmp, which the node replaces with its own).
 # Mounts only inside this (private) mount namespace; see shared/docs/sandbox-node.md.
 set -eu
 N=$1
@@ -34,6 +36,8 @@ mount -t tmpfs -o mode=1777 tmpfs "$R/var/tmp"
 mkdir -p "$R/var/lib/containers" "$R/var/lib/libvirt"
 mount --bind "$N/storage" "$R/var/lib/containers"   # overlay storage cannot stack on an overlay root
 mount --bind "$N/libvirt-lib" "$R/var/lib/libvirt"
+mkdir -p "$R$3"
+mount --bind "$3" "$R$3"
 hostname "$2"
 cd "$R"
 mkdir -p .oldroot

@@ -308,6 +308,7 @@ def boot(name: str, *, base: Path = BUILD / "nodes", timeout: float = 60.0) -> N
             str(NODE_INIT),
             str(directory),
             f"sandbox-{name}",
+            str(REPO),
         ],
         stdout=console,
         stderr=subprocess.STDOUT,

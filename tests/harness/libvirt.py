@@ -1,0 +1,180 @@
+"""Containerised libvirt images, a tiny KVM guest, and a QMP poller that watches it from the host."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .images import CACHE, Builder, Registry, tree_hash
+from .node import Node, NodeError
+
+GUEST_SOURCE = Path(__file__).with_name("guest") / "halt.S"
+LIBVIRT_VARIANTS = {"v1": {"VERSION": "1"}, "v2": {"VERSION": "2"}, "v3": {"VERSION": "3", "HEALTHY": "no"}}
+
+
+def guest_kernel() -> Path:
+    """Assemble the multiboot guest (cached by source hash)."""
+    target = CACHE / f"halt-{tree_hash(GUEST_SOURCE)}.elf"
+    if not target.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial")
+        subprocess.run(
+            ["gcc", "-m32", "-nostdlib", "-static", "-Wl,-N", "-Wl,-Ttext=0x100000", "-Wl,--build-id=none",
+             "-o", str(partial), str(GUEST_SOURCE)],
+            check=True,
+            capture_output=True,
+        )
+        partial.rename(target)
+    return target
+
+
+@dataclass(frozen=True)
+class LibvirtImages:
+    references: dict[str, str]  # tag -> registry reference
+    digests: dict[str, str]
+
+
+def libvirt_images(builder: Builder, registry: Registry) -> LibvirtImages:
+    base = builder.debootstrap_base()
+    libvirt = builder.build("libvirt", base, name="libvirt-base")
+    references, digests = {}, {}
+    for tag, args in LIBVIRT_VARIANTS.items():
+        local = builder.build("libvirt-version", libvirt, args, name="libvirt")
+        digests[tag] = registry.push(local, "cu-test/libvirt", tag)
+        references[tag] = registry.reference("cu-test/libvirt", tag)
+    return LibvirtImages(references, digests)
+
+
+def domain_xml(name: str) -> str:
+    return f"""<domain type='kvm' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+  <name>{name}</name>
+  <memory unit='MiB'>32</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><kernel>/var/lib/libvirt/images/halt.elf</kernel></os>
+  <on_poweroff>destroy</on_poweroff>
+  <devices>
+    <serial type='file'><source path='/var/lib/libvirt/qmp/{name}.serial'/></serial>
+    <memballoon model='none'/>
+  </devices>
+  <qemu:commandline>
+    <qemu:arg value='-qmp'/>
+    <qemu:arg value='unix:/var/lib/libvirt/qmp/{name}.sock,server=on,wait=off'/>
+  </qemu:commandline>
+</domain>
+"""
+
+
+@dataclass
+class Guest:
+    node: Node
+    name: str
+    container: str
+
+    @property
+    def qmp_path(self) -> Path:
+        return self.node.directory / "libvirt-lib" / "qmp" / f"{self.name}.sock"
+
+    def qemu_pid(self) -> int:
+        out = self.node.run(["pgrep", "-f", f"guest={self.name},"]).stdout.split()
+        if len(out) != 1:
+            raise NodeError(f"expected one qemu for {self.name}, found {out}")
+        return int(out[0])
+
+    def virsh(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.node.run(["podman", "exec", self.container, "virsh", "-c", "qemu:///system", *args], check=check)
+
+    def running_in_libvirt(self) -> bool:
+        # the real virsh: v3 images ship a broken one in /usr/local/bin
+        result = self.node.run(
+            ["podman", "exec", self.container, "/usr/bin/virsh", "-c", "qemu:///system", "domstate", self.name],
+            check=False,
+        )
+        return result.returncode == 0 and result.stdout.strip() == "running"
+
+    def destroy(self) -> None:
+        self.node.run(
+            ["podman", "exec", self.container, "/usr/bin/virsh", "-c", "qemu:///system", "destroy", self.name],
+            check=False,
+        )
+
+
+def start_guest(node: Node, container: str, name: str = "tiny") -> Guest:
+    lib = node.directory / "libvirt-lib"  # the node's /var/lib/libvirt, a plain host directory
+    (lib / "images").mkdir(parents=True, exist_ok=True)
+    (lib / "qmp").mkdir(exist_ok=True)
+    (lib / "qmp").chmod(0o777)
+    (lib / "images" / "halt.elf").write_bytes(guest_kernel().read_bytes())
+    (lib / f"{name}.xml").write_text(domain_xml(name))
+    node.run(["podman", "exec", container, "virsh", "-c", "qemu:///system", "create", f"/var/lib/libvirt/{name}.xml"])
+    return Guest(node, name, container)
+
+
+class Qmp:
+    """A minimal QMP client over a unix socket."""
+
+    def __init__(self, path: Path, timeout: float = 2.0) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(str(path))
+        self.reader = self.sock.makefile("r")
+        json.loads(self.reader.readline())  # greeting
+        self.command("qmp_capabilities")
+
+    def command(self, name: str) -> dict[str, object]:
+        self.sock.sendall(json.dumps({"execute": name}).encode() + b"\n")
+        while True:
+            reply: dict[str, object] = json.loads(self.reader.readline())
+            if "event" not in reply:
+                return reply
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
+
+
+@dataclass
+class QmpPoller:
+    """Polls `query-status` every `interval` s in a thread; records (time, status or error)."""
+
+    path: Path
+    interval: float = 0.02
+    samples: list[tuple[float, str]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> QmpPoller:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        client: Qmp | None = None
+        while not self._stop.is_set():
+            try:
+                if client is None:
+                    client = Qmp(self.path)
+                reply = client.command("query-status")
+                status = reply.get("return", {})
+                self.samples.append((time.monotonic(), str(status.get("status")) if isinstance(status, dict) else "?"))
+            except (OSError, ValueError) as exc:
+                self.samples.append((time.monotonic(), f"error: {exc}"))
+                if client is not None:
+                    client.close()
+                client = None
+            self._stop.wait(self.interval)  # the 20 ms sampling period itself, not a wait for an event
+        if client is not None:
+            client.close()
+
+    @property
+    def not_running(self) -> list[tuple[float, str]]:
+        return [s for s in self.samples if s[1] != "running"]
