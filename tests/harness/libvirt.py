@@ -24,8 +24,18 @@ def guest_kernel() -> Path:
         CACHE.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(".partial")
         subprocess.run(
-            ["gcc", "-m32", "-nostdlib", "-static", "-Wl,-N", "-Wl,-Ttext=0x100000", "-Wl,--build-id=none",
-             "-o", str(partial), str(GUEST_SOURCE)],
+            [
+                "gcc",
+                "-m32",
+                "-nostdlib",
+                "-static",
+                "-Wl,-N",
+                "-Wl,-Ttext=0x100000",
+                "-Wl,--build-id=none",
+                "-o",
+                str(partial),
+                str(GUEST_SOURCE),
+            ],
             check=True,
             capture_output=True,
         )
@@ -86,19 +96,39 @@ class Guest:
         return int(out[0])
 
     def virsh(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.node.run(["podman", "exec", self.container, "virsh", "-c", "qemu:///system", *args], check=check)
+        return self.node.run(
+            ["podman", "exec", self.container, "virsh", "-c", "qemu:///system", *args], check=check
+        )
 
     def running_in_libvirt(self) -> bool:
         # the real virsh: v3 images ship a broken one in /usr/local/bin
         result = self.node.run(
-            ["podman", "exec", self.container, "/usr/bin/virsh", "-c", "qemu:///system", "domstate", self.name],
+            [
+                "podman",
+                "exec",
+                self.container,
+                "/usr/bin/virsh",
+                "-c",
+                "qemu:///system",
+                "domstate",
+                self.name,
+            ],
             check=False,
         )
         return result.returncode == 0 and result.stdout.strip() == "running"
 
     def destroy(self) -> None:
         self.node.run(
-            ["podman", "exec", self.container, "/usr/bin/virsh", "-c", "qemu:///system", "destroy", self.name],
+            [
+                "podman",
+                "exec",
+                self.container,
+                "/usr/bin/virsh",
+                "-c",
+                "qemu:///system",
+                "destroy",
+                self.name,
+            ],
             check=False,
         )
 
@@ -110,7 +140,18 @@ def start_guest(node: Node, container: str, name: str = "tiny") -> Guest:
     (lib / "qmp").chmod(0o777)
     (lib / "images" / "halt.elf").write_bytes(guest_kernel().read_bytes())
     (lib / f"{name}.xml").write_text(domain_xml(name))
-    node.run(["podman", "exec", container, "virsh", "-c", "qemu:///system", "create", f"/var/lib/libvirt/{name}.xml"])
+    node.run(
+        [
+            "podman",
+            "exec",
+            container,
+            "virsh",
+            "-c",
+            "qemu:///system",
+            "create",
+            f"/var/lib/libvirt/{name}.xml",
+        ]
+    )
     return Guest(node, name, container)
 
 
@@ -165,7 +206,9 @@ class QmpPoller:
                     client = Qmp(self.path)
                 reply = client.command("query-status")
                 status = reply.get("return", {})
-                self.samples.append((time.monotonic(), str(status.get("status")) if isinstance(status, dict) else "?"))
+                self.samples.append(
+                    (time.monotonic(), str(status.get("status")) if isinstance(status, dict) else "?")
+                )
             except (OSError, ValueError) as exc:
                 self.samples.append((time.monotonic(), f"error: {exc}"))
                 if client is not None:
