@@ -1,0 +1,227 @@
+"""The reason the project exists: upgrade containerised libvirt while a real KVM guest keeps running.
+
+libvirtd + qemu run in a container with the seed's flags; the guest is a tiny multiboot kernel
+booted through libvirt. A QMP client polls the guest every 20 ms from the host during upgrades.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from tests.harness.images import Builder, Registry
+from tests.harness.libvirt import Guest, LibvirtImages, QmpPoller, libvirt_images, start_guest
+from tests.harness.node import Node
+from tests.integration.conftest import Image
+
+pytestmark = [pytest.mark.integration, pytest.mark.vm]
+
+
+def libvirt_spec(reference: str) -> str:
+    return f"""
+description: Nova libvirt (libvirtd + qemu)
+image: {reference}
+command: [/usr/sbin/libvirtd]
+host_namespaces: [pid, network, cgroup]
+privileged: true
+mounts:
+  - /sys:/sys
+  - /sys/fs/cgroup:/sys/fs/cgroup
+  - /run/dbus/system_bus_socket:/run/dbus/system_bus_socket
+  - {{source: /var/lib/libvirt, target: /var/lib/libvirt, create: true}}
+  - {{source: /var/lib/nova, target: /var/lib/nova, create: true}}
+  - {{source: /run/libvirt, target: /run/libvirt, create: true}}
+  - {{source: /var/log/libvirt, target: /var/log/libvirt, create: true}}
+  - {{source: /etc/libvirt/qemu, target: /etc/libvirt/qemu, create: true}}
+devices: [/dev/kvm]
+health: {{command: [virsh, -c, "qemu:///system", list], interval: 30s, timeout: 5s, start_period: 15s}}
+stop_timeout: 10s
+keeps_vms: true
+preflight:
+  host_units_inactive: [libvirtd.service, libvirtd.socket]
+  paths: [/dev/kvm]
+"""
+
+
+def compute_spec(reference: str) -> str:
+    """nova-compute stand-in: healthy only while libvirt's socket is there."""
+    return f"""
+description: Nova compute (stand-in)
+image: {reference}
+command: [/usr/local/bin/service.sh]
+host_namespaces: [pid, network]
+mounts: [{{source: /run/libvirt, target: /run/libvirt, create: true}}]
+health: {{command: [test, -S, /run/libvirt/libvirt-sock], interval: 30s, timeout: 5s, start_period: 10s}}
+requires: [nova-libvirt]
+"""
+
+
+@pytest.fixture(scope="module")
+def libvirt(builder: Builder, registry: Registry) -> LibvirtImages:
+    return libvirt_images(builder, registry)
+
+
+def cu(node: Node, *args: str) -> subprocess.CompletedProcess[str]:
+    return node.run(["compute-units", *args], check=False)
+
+
+@pytest.fixture(scope="module")
+def deployed(node: Node, libvirt: LibvirtImages, svc_images: dict[str, Image]) -> Iterator[Guest]:
+    node.write_file("/etc/compute-units/services/nova-libvirt.yaml", libvirt_spec(libvirt.references["v1"]))
+    node.write_file("/etc/compute-units/services/nova-compute.yaml", compute_spec(svc_images["v1"].reference))
+    applied = cu(node, "apply")
+    assert applied.returncode == 0, applied.stderr
+    guest = start_guest(node, "nova-libvirt")
+    yield guest
+    guest.destroy()
+    cu(node, "stop")
+    node.run(["sh", "-c", "rm -rf /etc/compute-units/services/*.yaml /var/lib/compute-units"])
+    assert cu(node, "generate").returncode in (0, 2)
+    node.systemctl("daemon-reload")
+    node.systemctl("reset-failed", check=False)
+
+
+def running_digest(node: Node, name: str) -> str:
+    image = node.run(["podman", "inspect", name, "--format", "{{.Image}}"]).stdout.strip()
+    return node.run(["podman", "image", "inspect", image, "--format", "{{.Digest}}"]).stdout.strip()
+
+
+def state(node: Node) -> dict[str, object]:
+    data: dict[str, object] = json.loads(node.read_file("/var/lib/compute-units/state.json"))
+    return data
+
+
+def test_guest_runs_in_its_own_machine_scope(node: Node, deployed: Guest) -> None:
+    pid = deployed.qemu_pid()
+    cgroup = node.read_file(f"/proc/{pid}/cgroup")
+    assert "machine.slice/machine-qemu" in cgroup
+    assert "nova-libvirt.service" not in cgroup
+    assert deployed.running_in_libvirt()
+    machines = node.run(["machinectl", "list", "--no-legend"]).stdout.split()
+    assert "qemu-1-tiny" in machines
+
+
+def test_upgrade_v1_to_v2_keeps_the_guest_running(
+    node: Node, deployed: Guest, libvirt: LibvirtImages
+) -> None:
+    pid = deployed.qemu_pid()
+    start_time = node.read_file(f"/proc/{pid}/stat").split()[21]
+    compute_before = node.run(["podman", "inspect", "nova-compute", "--format", "{{.Id}}"]).stdout.strip()
+    with QmpPoller(deployed.qmp_path) as poller:
+        result = cu(node, "upgrade", "nova-libvirt", "--image", libvirt.references["v2"], "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    (entry,) = report["services"]
+    assert entry["result"] == "upgraded"
+    assert entry["to"] == f"{libvirt.references['v2']}@{libvirt.digests['v2']}"
+    assert [s["name"] for s in entry["steps"]] == [
+        "pull",
+        "preflight",
+        "record",
+        "pin",
+        "restart",
+        "health",
+        "post-check",
+        "commit",
+    ]
+    assert all(isinstance(s["ms"], int) and s["ok"] for s in entry["steps"])
+    assert entry["vm_check"] == []
+    assert [p["pid"] for p in entry["vm_before"]["qemu"]] == [pid]
+    assert entry["vm_before"]["running_guests"] == ["tiny"]
+    # the guest never stopped: same qemu process, every 20 ms sample "running"
+    print(
+        f"upgrade v1->v2: {len(poller.samples)} QMP samples, steps {[(s['name'], s['ms']) for s in entry['steps']]}"
+    )
+    assert len(poller.samples) > 20
+    assert poller.not_running == []
+    assert deployed.qemu_pid() == pid
+    assert node.read_file(f"/proc/{pid}/stat").split()[21] == start_time
+    assert deployed.running_in_libvirt()
+    assert running_digest(node, "nova-libvirt") == libvirt.digests["v2"]
+    # the dependent was restarted after libvirt, and works
+    compute_after = node.run(["podman", "inspect", "nova-compute", "--format", "{{.Id}}"]).stdout.strip()
+    assert compute_after != compute_before
+    libvirt_up = node.show("nova-libvirt.service", "ActiveEnterTimestampMonotonic")
+    compute_up = node.show("nova-compute.service", "InactiveExitTimestampMonotonic", "ActiveState")
+    assert int(compute_up["InactiveExitTimestampMonotonic"]) >= int(
+        libvirt_up["ActiveEnterTimestampMonotonic"]
+    )
+    assert compute_up["ActiveState"] == "active"
+    assert node.run(["podman", "healthcheck", "run", "nova-compute"], check=False).returncode == 0
+    services = state(node)["services"]
+    assert services["nova-libvirt"]["current"] == entry["to"]  # type: ignore[index]
+    assert services["nova-libvirt"]["phase"] == "idle"  # type: ignore[index]
+    # and the same digest again: nothing to do, no restart
+    invocation = node.show("nova-libvirt.service", "InvocationID")["InvocationID"]
+    again = cu(node, "upgrade", "nova-libvirt", "--image", libvirt.references["v2"])
+    assert again.returncode == 0
+    assert again.stdout.splitlines()[0].startswith("nova-libvirt: unchanged ")
+    assert node.show("nova-libvirt.service", "InvocationID")["InvocationID"] == invocation
+
+
+def test_unhealthy_v3_is_rolled_back_and_the_guest_survives(
+    node: Node, deployed: Guest, libvirt: LibvirtImages
+) -> None:
+    pid = deployed.qemu_pid()
+    before = running_digest(node, "nova-libvirt")
+    with QmpPoller(deployed.qmp_path) as poller:
+        result = cu(node, "upgrade", "nova-libvirt", "--image", libvirt.references["v3"], "--json")
+    assert result.returncode == 5
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    (entry,) = report["services"]
+    assert entry["result"] == "rolled-back"
+    assert entry["failed_step"] == "health"
+    assert entry["reason"].startswith(
+        "nova-libvirt: health check ['virsh', '-c', 'qemu:///system', 'list'] did not pass within"
+    )
+    assert report["error"].startswith(f"nova-libvirt: upgrade to {libvirt.references['v3']}@")
+    assert running_digest(node, "nova-libvirt") == before
+    assert node.show("nova-libvirt.service", "ActiveState")["ActiveState"] == "active"
+    assert poller.not_running == []
+    assert deployed.qemu_pid() == pid
+    assert deployed.running_in_libvirt()
+    history = json.loads(cu(node, "history", "nova-libvirt", "--json").stdout)
+    assert [h["result"] for h in history][-2:] == ["upgraded", "rolled-back"]
+
+
+def test_preflight_refuses_without_machined_and_restarts_nothing(
+    node: Node, deployed: Guest, libvirt: LibvirtImages
+) -> None:
+    container = node.run(["podman", "inspect", "nova-libvirt", "--format", "{{.Id}}"]).stdout.strip()
+    node.systemctl("stop", "systemd-machined")
+    try:
+        result = cu(node, "upgrade", "nova-libvirt", "--image", libvirt.references["v1"])
+    finally:
+        node.systemctl("start", "systemd-machined")
+    assert result.returncode == 3
+    assert result.stderr.splitlines()[-1] == (
+        "compute-units: error: nova-libvirt: refusing to restart: systemd-machined is not active: libvirt "
+        "could not keep guests in their own scopes and a restart would kill them (systemctl unmask --now "
+        "systemd-machined); nothing was changed"
+    )
+    assert node.run(["podman", "inspect", "nova-libvirt", "--format", "{{.Id}}"]).stdout.strip() == container
+    assert deployed.running_in_libvirt()
+
+
+def test_preflight_refuses_unit_settings_that_would_kill_children(
+    node: Node, deployed: Guest, libvirt: LibvirtImages
+) -> None:
+    container = node.run(["podman", "inspect", "nova-libvirt", "--format", "{{.Id}}"]).stdout.strip()
+    node.write_file(
+        "/etc/systemd/system/nova-libvirt.service.d/50-unsafe.conf", "[Service]\nKillSignal=SIGTERM\n"
+    )
+    node.systemctl("daemon-reload")
+    try:
+        result = cu(node, "upgrade", "nova-libvirt", "--image", libvirt.references["v1"])
+    finally:
+        node.run(["rm", "-r", "/etc/systemd/system/nova-libvirt.service.d"])
+        node.systemctl("daemon-reload")
+    assert result.returncode == 3
+    assert "is loaded with KillSignal other than SIGKILL" in result.stderr
+    assert node.run(["podman", "inspect", "nova-libvirt", "--format", "{{.Id}}"]).stdout.strip() == container
+    assert deployed.running_in_libvirt()
