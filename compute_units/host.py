@@ -79,11 +79,26 @@ def builtin_modules(release: str) -> set[str]:
         return set()
 
 
-def module_available(name: str) -> bool:
+# modules whose built-in form leaves no trace in /proc/modules, /sys/module or modules.builtin
+# (kernels without module support): the kernel config symbol that provides them
+CONFIG_SYMBOLS = {"ebtables": "CONFIG_BRIDGE_NF_EBTABLES", "br_netfilter": "CONFIG_BRIDGE_NETFILTER"}
+
+
+def module_available(name: str, proc: Path = PROC, sys_module: Path = Path("/sys/module")) -> bool:
     """Loaded, or built into the kernel (then it is never listed in /proc/modules)."""
+    import gzip
     import os
 
     normal = name.replace("-", "_")
-    return normal in loaded_modules() or normal in {
-        m.replace("-", "_") for m in builtin_modules(os.uname().release)
-    }
+    if normal in loaded_modules(proc) or (sys_module / normal).is_dir():
+        return True
+    if normal in {m.replace("-", "_") for m in builtin_modules(os.uname().release)}:
+        return True
+    symbol = CONFIG_SYMBOLS.get(normal)
+    if symbol:
+        try:
+            config = gzip.decompress((proc / "config.gz").read_bytes()).decode(errors="replace")
+        except OSError:
+            return False
+        return f"{symbol}=y" in config.splitlines()
+    return False

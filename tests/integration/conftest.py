@@ -57,3 +57,8 @@ def svc_images(builder: Builder, registry: Registry) -> dict[str, Image]:
         digest = registry.push(local, "cu-test/svc", tag)
         images[tag] = Image(registry.reference("cu-test/svc", tag), digest)
     return images
+
+
+@pytest.fixture(scope="session")
+def registry_address(registry: Registry) -> str:
+    return registry.address
