@@ -221,7 +221,9 @@ def exec_word(arg: str) -> str:
     arg = arg.replace("$", "$$")
     if arg == ";":
         return "\\;"
-    if arg == "" or _NEEDS_QUOTES.search(arg):
+    # quoted too: a word starting with # or ; begins a continuation line, which systemd would
+    # read as a comment line, silently swallowing the rest of the command
+    if arg == "" or _NEEDS_QUOTES.search(arg) or arg[0] in "#;":
         return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return arg
 

@@ -123,6 +123,8 @@ TRICKY = [
     "ünïcødé ✓",
     "trailing\\",
     "{json: [1, 2]}",
+    ";not a comment",
+    "#not a comment",
 ]
 
 
