@@ -126,8 +126,6 @@ OWNED_OPTIONS: dict[str, str | None] = {
     "--cgroups": None,
     "--sdnotify": None,
     "--log-driver": None,
-    "--label": None,
-    "-l": None,
 }
 
 
@@ -1026,6 +1024,9 @@ class _Checker:
                         f"{option} conflicts with the typed option '{owner}'",
                         f"use the spec key '{owner}' instead",
                     )
+                continue
+            if option in ("--label", "-l") and value.split("=", 1)[-1].startswith("compute-units."):
+                self.error(node, key, "labels compute-units.* are set by compute-units")
                 continue
             if option == "--init" and "pid" in namespaces:
                 self.error(
