@@ -4,10 +4,10 @@
 
 PYTHON ?= python3
 APT_PACKAGES = podman crun conmon uidmap systemd-container dbus debootstrap busybox-static \
-	docker-registry libsystemd-dev pkg-config gcc rpm curl
+	docker-registry libsystemd-dev pkg-config gcc rpm rpmlint curl
 PYTEST_ARGS ?=
 
-.PHONY: deps apt pip lint test unit integration demo bench clean
+.PHONY: deps apt pip lint test unit integration demo bench rpm clean
 
 deps: apt pip
 
@@ -21,10 +21,12 @@ apt:
 pip:
 	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]'
 
+LINTED = compute_units tests bench packaging/gen-man.py
+
 lint:
-	$(PYTHON) -m ruff check compute_units tests bench
-	$(PYTHON) -m ruff format --check compute_units tests bench
-	$(PYTHON) -m mypy compute_units tests bench
+	$(PYTHON) -m ruff check $(LINTED)
+	$(PYTHON) -m ruff format --check $(LINTED)
+	$(PYTHON) -m mypy $(LINTED)
 
 test: deps lint
 	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
@@ -40,7 +42,11 @@ demo: deps
 	$(PYTHON) -m tests.demo
 
 bench: deps
-	$(PYTHON) bench/bench_generate.py
+	$(PYTHON) -m bench.bench_generate
+	$(PYTHON) -m bench.bench_vm
+
+rpm: deps
+	PYTHON=$(PYTHON) packaging/build-rpm.sh
 
 clean:
 	rm -rf build/nodes .pytest_cache .mypy_cache .ruff_cache
