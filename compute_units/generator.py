@@ -38,21 +38,64 @@ def generate_into(normal_dir: Path, root: Path) -> int:
 
     paths = spec.discover([p for p in spec.default_search_path(root) if p.is_dir()])
     services, diagnostics = spec.load_lenient(paths, root=root)
-    for diagnostic in diagnostics:
-        log(diagnostic.format())
-    skipped = {d.location.path for d in diagnostics if d.severity == "error"}
-    for path in sorted(skipped):
-        log(f"skipped {path}: fix the errors above and run `systemctl daemon-reload`")
-    if not services.services:
-        log("no valid service specs; nothing generated")
-        return 0
-    site = root / "etc/compute-units/templates"
-    options = render.RenderOptions(template_dirs=(site,) if site.is_dir() else (), pins=_pins(root))
-    units = render.render_all(services, options)
+    messages = [d.format() for d in diagnostics]
+    skipped = sorted({d.location.path for d in diagnostics if d.severity == "error"})
+    messages += [
+        f"skipped {path}: fix the errors above and run `systemctl daemon-reload`" for path in skipped
+    ]
+    for message in messages:
+        log(message)
+    units: dict[str, str] = {}
+    if services.services:
+        site = root / "etc/compute-units/templates"
+        options = render.RenderOptions(template_dirs=(site,) if site.is_dir() else (), pins=_pins(root))
+        units = render.render_all(services, options)
+        messages.append(f"generated {len(services)} service(s): {', '.join(services.names())}")
+    if skipped:
+        units[REPORT_UNIT] = report_unit(messages)
     # the generator's directory belongs to this boot: no foreign files, nothing stale to keep
     install.apply(install.plan(units, normal_dir), normal_dir)
-    log(f"generated {len(services)} service(s): {', '.join(services.names())}")
+    if skipped:
+        link = normal_dir / install.WANTS_DIR / REPORT_UNIT
+        link.parent.mkdir(exist_ok=True)
+        if not link.is_symlink():
+            link.symlink_to(f"../{REPORT_UNIT}")
+    if services.services:
+        log(messages[-1])
+    else:
+        log("no valid service specs; nothing generated")
     return 0
+
+
+REPORT_UNIT = "compute-units-spec-errors.service"
+
+
+def report_unit(messages: list[str]) -> str:
+    """A oneshot unit that puts the generator's messages into the journal and fails.
+
+    At boot, generators run before journald, and a container has no /dev/kmsg: their stderr is
+    lost. This unit logs the messages once the journal runs, and its failure shows in
+    `systemctl --failed` and makes the system "degraded" until the specs are fixed.
+    """
+    from .model import MARKER, TARGET_NAME
+    from .render import exec_line
+
+    lines = [line for message in messages for line in message.splitlines()]
+    command = exec_line(["/usr/bin/printf", "%s\\n", *lines])
+    return (
+        f"{MARKER}\n"
+        "[Unit]\n"
+        "Description=compute-units: service specs with errors were skipped\n"
+        "Documentation=man:compute-units(1)\n"
+        f"Before={TARGET_NAME}\n\n"
+        "[Service]\n"
+        "Type=oneshot\n"
+        "SyslogIdentifier=compute-units-generator\n"
+        f"ExecStart={command}\n"
+        "ExecStart=/bin/false\n\n"
+        "[Install]\n"
+        "WantedBy=multi-user.target\n"
+    )
 
 
 def _pins(root: Path) -> dict[str, str]:

@@ -269,8 +269,19 @@ def _write_config(upper: Path) -> None:
         (units / unit).symlink_to("/dev/null")
 
 
-def boot(name: str, *, base: Path = BUILD / "nodes", timeout: float = 60.0) -> Node:
-    """Boot a node and wait until its systemd reports `running`."""
+def boot(
+    name: str,
+    *,
+    base: Path = BUILD / "nodes",
+    timeout: float = 60.0,
+    files: dict[str, tuple[str, int]] | None = None,
+    expect: str = "running",
+) -> Node:
+    """Boot a node and wait until its systemd reports `expect`.
+
+    `files` (path in the node -> (text, mode)) are part of the node's image: written before
+    boot, as an image builder would, so generators see them.
+    """
     if host_is_systemd():
         raise NodeError("this host runs systemd as PID 1: run the tests against it, not in a sandbox node")
     directory = base / name
@@ -279,6 +290,11 @@ def boot(name: str, *, base: Path = BUILD / "nodes", timeout: float = 60.0) -> N
         (directory / fresh).mkdir(parents=True)
     (directory / "storage").mkdir(exist_ok=True)
     _write_config(directory / "upper")
+    for path, (text, mode) in (files or {}).items():
+        target = directory / "upper" / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        target.chmod(mode)
     created: list[Path] = []
     for parent, cgroup in cgroup_dirs(name):
         remove_cgroups([cgroup])
@@ -328,7 +344,7 @@ def boot(name: str, *, base: Path = BUILD / "nodes", timeout: float = 60.0) -> N
         if launcher.poll() is not None:
             raise NodeError("node exited during boot")
         state = node.run(["systemctl", "is-system-running", "--wait"], check=False, timeout=timeout)
-        if state.stdout.strip() != "running":
+        if state.stdout.strip() != expect:
             failed = node.run(["systemctl", "--failed", "--no-legend"], check=False).stdout
             raise NodeError(f"node state {state.stdout.strip()!r}; failed units:\n{failed}")
     except BaseException as exc:

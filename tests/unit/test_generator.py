@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.unit.execparse import parse_exec
+
 IMG = "image: 127.0.0.1:5000/x:1\n"
 
 
@@ -64,9 +66,22 @@ def test_generator_reads_the_search_path_and_skips_broken_specs(tmp_path: Path) 
     normal = out / "normal"
     assert sorted(p.name for p in normal.iterdir()) == [
         "compute-node.target",
+        "compute-units-spec-errors.service",
         "compute.service",
         "libvirt.service",
         "multi-user.target.wants",
+    ]
+    # at boot the generator's stderr is lost (no journald yet): a unit repeats it into the journal
+    report = (normal / "compute-units-spec-errors.service").read_text()
+    printed = parse_exec(report, "ExecStart", "compute-units-spec-errors.service")
+    assert printed[0][:2] == ["/usr/bin/printf", "%s\\n"]
+    assert printed[0][2:] == [
+        line.removeprefix("compute-units-generator: ") for line in result.stderr.splitlines()
+    ]
+    assert printed[1] == ["/bin/false"]
+    assert sorted(p.name for p in (normal / "multi-user.target.wants").iterdir()) == [
+        "compute-node.target",
+        "compute-units-spec-errors.service",
     ]
     assert "Description=site override" in (normal / "libvirt.service").read_text()
     assert (normal / "multi-user.target.wants/compute-node.target").readlink() == Path(
