@@ -63,7 +63,7 @@ def test_generator_makes_and_starts_the_units_at_boot(image_node: Node, svc_imag
     assert node.show("nova-libvirt.service", "ActiveState")["ActiveState"] == "active"
     assert node.show("nova-compute.service", "ActiveState")["ActiveState"] == "active"
     assert "--env=FROM=etc" in node.read_file("/run/systemd/generator/nova-compute.service")
-    assert not node.run(["test", "-e", "/run/systemd/generator/broken.service"], check=False).returncode == 0
+    assert node.run(["test", "-e", "/run/systemd/generator/broken.service"], check=False).returncode != 0
     journal = node.run(
         ["journalctl", "-b", "--no-pager", "-t", "compute-units-generator", "-o", "cat"]
     ).stdout
@@ -88,10 +88,10 @@ def test_upgrade_pins_through_state_under_var(image_node: Node, svc_images: dict
     node.run(["ln", "-s", "/dev/null", "/etc/compute-units/services/broken.yaml"])
     node.systemctl("daemon-reload")
     assert (
-        not node.run(
+        node.run(
             ["test", "-e", "/run/systemd/generator/compute-units-spec-errors.service"], check=False
         ).returncode
-        == 0
+        != 0
     )
     node.run(["systemctl", "start", "compute-node.target"])
     result = node.run(
