@@ -85,8 +85,14 @@ def check_units(systemd: Systemd | None, units: list[str], fix: bool) -> list[Fi
             findings.append(Finding(f"host {unit}", "ok", f"{st.load_state}, {st.active_state}"))
             continue
         if fix:
-            systemd.run_jobs("stop", [unit], timeout=60)
-            systemd.mask([unit])
+            try:
+                systemd.run_jobs("stop", [unit], timeout=60)
+                systemd.mask([unit])
+            except ComputeUnitsError as exc:
+                findings.append(
+                    Finding(f"host {unit}", "fail", f"--fix failed: {exc.message}", f"systemctl mask {unit}")
+                )
+                continue
             findings.append(Finding(f"host {unit}", "ok", "stopped and masked now"))
             continue
         findings.append(
@@ -158,7 +164,8 @@ def check_registries(services: ServiceSet) -> list[Finding]:
     import urllib.request
 
     findings = []
-    for registry in sorted({s.image.registry for s in services if s.image.registry}):
+    remote = {s.image.registry for s in services if s.image.registry and s.image.registry != "localhost"}
+    for registry in sorted(remote):
         ok_url = None
         problem = ""
         for scheme in ("https", "http"):

@@ -287,7 +287,13 @@ class Systemd:
 
 
 def dbus_text(exc: Exception) -> str:
-    return str(exc).strip().lstrip(":").strip() or type(exc).__name__
+    """The D-Bus error name and message, without pystemd's decorations."""
+    name = _text(getattr(exc, "err_name", "") or "")
+    message = _text(getattr(exc, "err_message", "") or "")
+    if name or message:
+        return ": ".join(part for part in (name, message) if part)
+    errno_ = getattr(exc, "errno", None)
+    return f"error {errno_}" if errno_ is not None else (str(exc) or type(exc).__name__)
 
 
 def _text(value: Any) -> str:

@@ -167,3 +167,32 @@ def test_doctor_reports_each_check(node: Node, svc: dict[str, Image], registry_a
     far = {f["check"]: f for f in json.loads(result.stdout)["findings"]}["registry 127.0.0.1:9"]
     assert far["status"] == "fail"
     assert far["message"].startswith("unreachable: ")
+
+
+def test_doctor_fix_stops_host_libvirt_and_starts_machined(node: Node, svc: dict[str, Image]) -> None:
+    # where the distribution's package would put it (masking goes to /etc)
+    node.write_file("/usr/lib/systemd/system/libvirtd.service", "[Service]\nExecStart=/bin/sleep infinity\n")
+    node.systemctl("daemon-reload")
+    node.systemctl("start", "libvirtd.service")
+    node.systemctl("stop", "systemd-machined.service")
+    try:
+        before = {f["check"]: f for f in json.loads(cu(node, "doctor", "--json").stdout)["findings"]}
+        assert before["host libvirtd.service"]["status"] == "fail"
+        assert before["host libvirtd.service"]["fix"].startswith("systemctl disable --now libvirtd.service")
+        assert before["systemd-machined"]["status"] == "fail"
+        fixed = cu(node, "doctor", "--fix", "--json")
+        after = {f["check"]: f for f in json.loads(fixed.stdout)["findings"]}
+        assert after["host libvirtd.service"] == {
+            "check": "host libvirtd.service",
+            "status": "ok",
+            "message": "stopped and masked now",
+            "fix": "",
+        }
+        assert after["systemd-machined"]["message"] == "started now"
+        assert node.show("libvirtd.service", "LoadState")["LoadState"] == "masked"
+        assert node.show("systemd-machined.service", "ActiveState")["ActiveState"] == "active"
+    finally:
+        node.run(["systemctl", "unmask", "libvirtd.service"], check=False)
+        node.run(["rm", "-f", "/usr/lib/systemd/system/libvirtd.service"])
+        node.systemctl("daemon-reload")
+        node.systemctl("start", "systemd-machined.service")
