@@ -34,14 +34,19 @@ def read_cidfile(unit: str, run_dir: Path = Path("/run")) -> str | None:
     return text or None
 
 
-def inspect_container(ref: str) -> Container | None:
-    result = runner.run([PODMAN, "container", "inspect", "--format", "json", ref], check=False)
+def _inspect(kind: str, ref: str) -> dict[str, Any] | None:
+    """`podman KIND inspect` of one object, or None when podman does not know it."""
+    result = runner.run([PODMAN, kind, "inspect", "--format", "json", ref], check=False)
     if result.returncode != 0:
         return None
     data: list[dict[str, Any]] = json.loads(result.stdout)
-    if not data:
+    return data[0] if data else None
+
+
+def inspect_container(ref: str) -> Container | None:
+    c = _inspect("container", ref)
+    if c is None:
         return None
-    c = data[0]
     state = c.get("State", {})
     health = state.get("Health") or state.get("Healthcheck") or {}
     return Container(
@@ -68,19 +73,16 @@ def image_digest(image_id: str, repository: str | None = None) -> str | None:
     With `repository`, the digest recorded for that repository wins: an image built here and
     pushed keeps its local manifest digest in `Digest`, which the registry does not know.
     """
-    result = runner.run([PODMAN, "image", "inspect", "--format", "json", image_id], check=False)
-    if result.returncode != 0:
+    image = _inspect("image", image_id)
+    if image is None:
         return None
-    data: list[dict[str, Any]] = json.loads(result.stdout)
-    if not data:
-        return None
-    repo_digests = [str(d) for d in data[0].get("RepoDigests") or []]
+    repo_digests = [str(d) for d in image.get("RepoDigests") or []]
     if repository is not None:
         for repo_digest in reversed(repo_digests):
             name, _, repo_digest_value = repo_digest.rpartition("@")
             if name == repository:
                 return repo_digest_value
-    own = data[0].get("Digest")
+    own = image.get("Digest")
     if own:
         return str(own)
     return repo_digests[0].rsplit("@", 1)[-1] if repo_digests else None

@@ -13,9 +13,10 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .cli import JsonOpt, SpecOpt, TemplatesOpt, app, emit_json, err, make_context, out, reporting, select
+from .context import Context
 from .errors import ComputeUnitsError, UsageError
 from .jobs import UNIT_DIR, require_root
-from .model import Service
+from .model import Service, ServiceSet
 from .systemd import Systemd
 
 if TYPE_CHECKING:  # the upgrade machinery (and jinja2) load only when an upgrade runs
@@ -52,18 +53,16 @@ def _print_report(report: Report) -> None:
 
 
 def run_upgrades(
+    ctx: Context,
+    services: ServiceSet,
     chosen: list[Service],
     image: str | None,
-    specs: list[Path] | None,
-    templates: list[Path] | None,
     wait: float,
     as_json: bool,
 ) -> None:
     """Upgrade `chosen` in dependency order; stop at the first failure. Reports every step."""
     from .upgrade import Upgrader
 
-    ctx = make_context(specs, Path("/"), templates)
-    services, _ = ctx.load()
     require_root("upgrade")
     failure: ComputeUnitsError | None = None
     store = ctx.store()
@@ -118,9 +117,10 @@ def upgrade(
             raise UsageError("name the services to upgrade, or pass --all")
         if image and (all_services or len(services or []) != 1):
             raise UsageError("--image applies to exactly one service")
-        loaded, _ = make_context(specs, Path("/"), templates).load()
+        ctx = make_context(specs, Path("/"), templates)
+        loaded, _ = ctx.load()
         chosen = select(loaded, [] if all_services else services or [])
-        run_upgrades(chosen, image, specs, templates, wait, as_json)
+        run_upgrades(ctx, loaded, chosen, image, wait, as_json)
 
 
 @app.command()
@@ -141,7 +141,7 @@ def rollback(
         upgrades = [e for e in ctx.store().history(chosen[0].name) if e.get("result") == "upgraded"]
         if not upgrades or not upgrades[-1].get("from"):
             raise UsageError(f"{chosen[0].name} has no upgrade to roll back")
-        run_upgrades(chosen, upgrades[-1]["from"], specs, templates, wait, as_json)
+        run_upgrades(ctx, loaded, chosen, upgrades[-1]["from"], wait, as_json)
 
 
 @app.command()
