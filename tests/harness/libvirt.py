@@ -95,42 +95,18 @@ class Guest:
             raise NodeError(f"expected one qemu for {self.name}, found {out}")
         return int(out[0])
 
-    def virsh(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def virsh(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        """The image's real virsh (v3 images put a broken one first in PATH for the health check)."""
         return self.node.run(
-            ["podman", "exec", self.container, "virsh", "-c", "qemu:///system", *args], check=check
+            ["podman", "exec", self.container, "/usr/bin/virsh", "-c", "qemu:///system", *args], check=check
         )
 
     def running_in_libvirt(self) -> bool:
-        # the real virsh: v3 images ship a broken one in /usr/local/bin
-        result = self.node.run(
-            [
-                "podman",
-                "exec",
-                self.container,
-                "/usr/bin/virsh",
-                "-c",
-                "qemu:///system",
-                "domstate",
-                self.name,
-            ],
-            check=False,
-        )
+        result = self.virsh("domstate", self.name)
         return result.returncode == 0 and result.stdout.strip() == "running"
 
     def destroy(self) -> None:
-        self.node.run(
-            [
-                "podman",
-                "exec",
-                self.container,
-                "/usr/bin/virsh",
-                "-c",
-                "qemu:///system",
-                "destroy",
-                self.name,
-            ],
-            check=False,
-        )
+        self.virsh("destroy", self.name)
 
 
 def start_guest(node: Node, container: str, name: str = "tiny") -> Guest:
