@@ -244,7 +244,7 @@ def run() -> None:
 
 
 # Command groups live in their own modules and add themselves to `app` on import.
-from . import doctor, lifecycle, upgrade_cmd  # noqa: E402, F401
+from . import doctor, interop_cmd, lifecycle, upgrade_cmd  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
     run()
