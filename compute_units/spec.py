@@ -486,7 +486,12 @@ class _Checker:
                 items.append((value, item))
         return items
 
-    def abs_path(self, value: str, node: yaml.Node, key: str) -> PurePosixPath | None:
+    def abs_path(
+        self, value: str, node: yaml.Node, key: str, *, colon_ok: bool = True
+    ) -> PurePosixPath | None:
+        if not colon_ok and ":" in value:
+            self.error(node, key, f"path contains ':': '{value}'", "podman's --volume and --device split on ':'")
+            return None
         if not value.startswith("/"):
             self.error(node, key, f"path must be absolute: '{value}'")
             return None
@@ -550,6 +555,14 @@ class _Checker:
                 image, reason = parse_image(text)
                 if image is None:
                     self.error(image_field.node, "image", f"invalid image reference '{text}': {reason}")
+                elif image.registry is None:
+                    self.warn(
+                        image_field.node,
+                        "image",
+                        f"'{text}' names no registry",
+                        "podman under systemd cannot ask which registry to use: write e.g. "
+                        f"REGISTRY:PORT/{text}",
+                    )
                 elif image.tag is None and image.digest is None:
                     self.warn(
                         image_field.node,
@@ -673,7 +686,7 @@ class _Checker:
             )
 
         preflight = self.preflight(get("preflight"))
-        podman_args = self.podman_args(get("podman_args"), namespaces)
+        podman_args = self.podman_args(get("podman_args"), namespaces, bool(secrets))
 
         if name is None or image is None or any(d.severity == "error" for d in self.diagnostics):
             return None
@@ -772,7 +785,9 @@ class _Checker:
                 ok = False
                 continue
             text = self.string(f.node, f"{key}.{which}")
-            path = self.abs_path(text, f.node, f"{key}.{which}") if text is not None else None
+            path = (
+                self.abs_path(text, f.node, f"{key}.{which}", colon_ok=False) if text is not None else None
+            )
             if path is None:
                 ok = False
             else:
@@ -807,7 +822,7 @@ class _Checker:
             return []
         devices: list[PurePosixPath] = []
         for index, (value, node) in enumerate(self.string_list(f.node, "devices") or []):
-            path = self.abs_path(value, node, f"devices[{index}]")
+            path = self.abs_path(value, node, f"devices[{index}]", colon_ok=False)
             if path is not None and path in devices:
                 self.error(node, f"devices[{index}]", f"'{value}' is listed twice")
             elif path is not None:
@@ -997,7 +1012,7 @@ class _Checker:
                     paths.append(path)
         return Preflight(tuple(modules), tuple(units), tuple(paths))
 
-    def podman_args(self, f: _Field | None, namespaces: list[str]) -> list[str]:
+    def podman_args(self, f: _Field | None, namespaces: list[str], has_secrets: bool) -> list[str]:
         if f is None:
             return []
         result: list[str] = []
@@ -1027,6 +1042,14 @@ class _Checker:
                 continue
             if option in ("--label", "-l") and value.split("=", 1)[-1].startswith("compute-units."):
                 self.error(node, key, "labels compute-units.* are set by compute-units")
+                continue
+            if option == "--entrypoint" and has_secrets:
+                self.error(
+                    node,
+                    key,
+                    "--entrypoint cannot be combined with secrets",
+                    "secrets are loaded by compute-units' own entrypoint; put the program in command:",
+                )
                 continue
             if option == "--init" and "pid" in namespaces:
                 self.error(

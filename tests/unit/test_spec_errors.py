@@ -18,6 +18,27 @@ IMG = "image: 127.0.0.1:5000/nova/compute:1\n"
 # (case, {file name: text}, expected stderr lines; {dir} is the spec directory)
 CASES: list[tuple[str, dict[str, str], list[str]]] = [
     (
+        "colon-in-mount-path",
+        {"svc.yaml": IMG + 'mounts:\n  - {source: "/srv/a:b", target: /data}\n'},
+        [
+            "{dir}/svc.yaml:3:14: mounts[0].source: path contains ':': '/srv/a:b'",
+            "    hint: podman's --volume and --device split on ':'",
+            "compute-units: 1 error(s); nothing was written.",
+        ],
+    ),
+    (
+        "entrypoint-with-secrets",
+        {
+            "svc.yaml": IMG
+            + "command: [/x]\nsecrets: {DB_PASSWORD: {podman_secret: db}}\npodman_args: [--entrypoint=/bin/other]\n"
+        },
+        [
+            "{dir}/svc.yaml:4:15: podman_args[0]: --entrypoint cannot be combined with secrets",
+            "    hint: secrets are loaded by compute-units' own entrypoint; put the program in command:",
+            "compute-units: 1 error(s); nothing was written.",
+        ],
+    ),
+    (
         "missing-image",
         {"svc.yaml": "description: x\n"},
         [
