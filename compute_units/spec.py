@@ -490,7 +490,9 @@ class _Checker:
         self, value: str, node: yaml.Node, key: str, *, colon_ok: bool = True
     ) -> PurePosixPath | None:
         if not colon_ok and ":" in value:
-            self.error(node, key, f"path contains ':': '{value}'", "podman's --volume and --device split on ':'")
+            self.error(
+                node, key, f"path contains ':': '{value}'", "podman's --volume and --device split on ':'"
+            )
             return None
         if not value.startswith("/"):
             self.error(node, key, f"path must be absolute: '{value}'")
@@ -785,9 +787,7 @@ class _Checker:
                 ok = False
                 continue
             text = self.string(f.node, f"{key}.{which}")
-            path = (
-                self.abs_path(text, f.node, f"{key}.{which}", colon_ok=False) if text is not None else None
-            )
+            path = self.abs_path(text, f.node, f"{key}.{which}", colon_ok=False) if text is not None else None
             if path is None:
                 ok = False
             else:
