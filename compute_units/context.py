@@ -44,6 +44,33 @@ class Context:
             )
         return spec.load(files, root=self.root)
 
+    def load_for(self, names: Sequence[str]) -> ServiceSet:
+        """Specs for an operation on the named services, which writes nothing.
+
+        A broken spec of an unrelated service must not stop a 3 a.m. restart of a healthy one:
+        when every named service (and what it requires) loaded, the others' errors are shown as
+        warnings. With no names (all services), or a named one broken, it fails like `load`.
+        """
+        files = spec.discover(self.spec_paths())
+        if not files:
+            return self.load()[0]  # raises the "no specs" error
+        services, diagnostics = spec.load_lenient(files, root=self.root)
+        errors = [d for d in diagnostics if d.severity == "error"]
+        if not errors:
+            return services
+        defined = {path.stem for path in files}  # broken specs are known by their file name
+        missing = [n.removesuffix(".service") for n in names if services.get(n) is None]
+        if not names or any(n in defined for n in missing):
+            # acting on everything, or a named service is itself broken (or requires one)
+            raise SpecError(diagnostics=diagnostics)
+        broken = sorted({str(d.location.path) for d in errors})
+        print(
+            f"compute-units: warning: ignoring {len(broken)} spec(s) with errors: {', '.join(broken)} "
+            "(`compute-units validate` shows them)",
+            file=sys.stderr,
+        )
+        return services
+
     def store(self) -> Store:
         return Store(self.root / str(STATE_DIR).lstrip("/"))
 

@@ -32,7 +32,7 @@ def lifecycle(
     verb: str, names: Sequence[str], ctx: Context, timeout: float, settle: float
 ) -> list[JobOutcome]:
     """Run one `verb` job per selected unit and return what systemd says happened."""
-    services, _ = ctx.load()
+    services = ctx.load_for(names)
     chosen = select(services, names)
     require_root(verb)
     if verb != "start":

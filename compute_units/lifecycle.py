@@ -209,7 +209,7 @@ def status(
     """Show each service: unit state, container, image and digest, since when, health."""
     with reporting(as_json):
         ctx = make_context(specs, root, None)
-        loaded, _ = ctx.load()
+        loaded = ctx.load_for(services or [])
         chosen = select(loaded, services or [])
         with Systemd.connect() as systemd:
             rows = collect_status(systemd, chosen, ctx.store().load().pins())

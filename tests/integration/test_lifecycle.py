@@ -276,3 +276,27 @@ def test_dbus_unreachable_is_reported(tmp_path: Path) -> None:
     assert result.returncode == 3
     assert result.stderr.startswith("compute-units: error: cannot reach systemd over D-Bus (")
     assert result.stderr.splitlines()[1] == "  hint: is systemd PID 1 here and the system bus running?"
+
+
+def test_a_broken_unrelated_spec_does_not_block_a_restart(node: Node, seed: dict[str, str]) -> None:
+    assert cu(node, "start").returncode == 0
+    node.write_file(
+        "/etc/compute-units/services/broken.yaml", "image: 127.0.0.1:5000/x:1\nrestart: sometimes\n"
+    )
+    try:
+        named = cu(node, "restart", "nova-network", "--settle", "0")
+        assert named.returncode == 0, named.stderr
+        assert named.stdout == "nova-network.service: restart ok (active/running)\n"
+        assert named.stderr == (
+            "compute-units: warning: ignoring 1 spec(s) with errors: /etc/compute-units/services/broken.yaml "
+            "(`compute-units validate` shows them)\n"
+        )
+        everything = cu(node, "restart")
+        assert everything.returncode == 2
+        assert everything.stderr.splitlines()[0].startswith(
+            "/etc/compute-units/services/broken.yaml:2:10: restart: invalid restart policy 'sometimes'"
+        )
+        itself = cu(node, "restart", "broken")
+        assert itself.returncode == 2
+    finally:
+        node.run(["rm", "/etc/compute-units/services/broken.yaml"])
