@@ -1,10 +1,17 @@
 # compute-units — the two commands the README opens with:
 #   make demo   installs what it needs, boots a sandbox systemd node and shows the whole story
 #   make test   installs what it needs, runs ruff, mypy --strict and every test (integration too)
+#
+# Python packages go into a virtual environment under build/ (Debian 12's own python3 refuses
+# system-wide pip installs); its bin/ comes first on PATH, also for commands run inside the
+# sandbox node (nsenter keeps the environment, and the checkout is bound into the node).
 
 PYTHON ?= python3
+VENV ?= build/venv
+PY = $(CURDIR)/$(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 APT_PACKAGES = podman crun conmon uidmap systemd-container dbus debootstrap busybox-static \
-	docker-registry libsystemd-dev pkg-config gcc rpm rpmlint curl
+	docker-registry libsystemd-dev pkg-config gcc python3-dev python3-venv rpm rpmlint curl
 PYTEST_ARGS ?=
 
 .PHONY: deps apt pip lint test unit integration demo bench rpm clean
@@ -18,35 +25,39 @@ apt:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-pip:
-	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]'
+pip: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $@
 
 LINTED = compute_units tests bench packaging/gen-man.py
 
 lint:
-	$(PYTHON) -m ruff check $(LINTED)
-	$(PYTHON) -m ruff format --check $(LINTED)
-	$(PYTHON) -m mypy $(LINTED)
+	$(PY) -m ruff check $(LINTED)
+	$(PY) -m ruff format --check $(LINTED)
+	$(PY) -m mypy $(LINTED)
 
 test: deps lint
-	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is broken"; exit 1; fi; exit $$rc
 
 unit: pip
-	$(PYTHON) -m pytest -q -m 'not integration' $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m 'not integration' $(PYTEST_ARGS)
 
 integration: deps
-	$(PYTHON) -m pytest -q -m integration $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m integration $(PYTEST_ARGS)
 
 demo: deps
-	$(PYTHON) -m tests.demo
+	$(PY) -m tests.demo
 
 bench: deps
-	$(PYTHON) -m bench.bench_generate
-	$(PYTHON) -m bench.bench_vm
+	$(PY) -m bench.bench_generate
+	$(PY) -m bench.bench_vm
 
 rpm: deps
-	PYTHON=$(PYTHON) packaging/build-rpm.sh
+	PYTHON=$(PY) packaging/build-rpm.sh
 
 clean:
-	rm -rf build/nodes .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build/nodes build/venv .pytest_cache .mypy_cache .ruff_cache
