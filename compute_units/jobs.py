@@ -9,11 +9,15 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import runner
-from .context import Context, emit_json, select
 from .errors import NotRootError
+from .model import MARKER
 from .systemd import JobOutcome, Systemd
+
+if TYPE_CHECKING:  # specs (and YAML) load only when the units alone cannot answer
+    from .context import Context
 
 UNIT_DIR = Path("/etc/systemd/system")
 JOURNAL_LINES = 10
@@ -32,6 +36,8 @@ def lifecycle(
     verb: str, names: Sequence[str], ctx: Context, timeout: float, settle: float
 ) -> list[JobOutcome]:
     """Run one `verb` job per selected unit and return what systemd says happened."""
+    from .context import select
+
     services = ctx.load_for(names)
     chosen = select(services, names)
     require_root(verb)
@@ -47,6 +53,40 @@ def lifecycle(
     with Systemd.connect() as systemd:
         systemd.require_loaded(units)
         return systemd.run_jobs(verb, units, timeout=timeout, settle=settle)
+
+
+def lifecycle_by_units(
+    verb: str, names: Sequence[str], timeout: float, settle: float
+) -> list[JobOutcome] | None:
+    """The same, from the generated units alone: no spec is read (the common, fast case).
+
+    Names must be units we generated and systemd has loaded; what Requires= them is found through
+    systemd's RequiredBy=. None when a name is anything else: the spec-based path then explains.
+    """
+    require_root(verb)
+    with Systemd.connect() as systemd:
+        units = [n if n.endswith(".service") else f"{n}.service" for n in names]
+        if not all(_is_ours(systemd, unit) for unit in units):
+            return None
+        if verb != "start":  # systemd stops/restarts what requires a unit with it: report those too
+            queue = list(units)
+            while queue:
+                for dependent in systemd.required_by(queue.pop(0)):
+                    if dependent not in units and _is_ours(systemd, dependent):
+                        units.append(dependent)
+                        queue.append(dependent)
+        if verb == "stop":
+            units.reverse()
+        return systemd.run_jobs(verb, units, timeout=timeout, settle=settle)
+
+
+def _is_ours(systemd: Systemd, unit: str) -> bool:
+    fragment = systemd.fragment_path(unit)
+    try:
+        with open(fragment) as handle:
+            return handle.readline().rstrip("\n") == MARKER
+    except OSError:
+        return False
 
 
 def journal_tail(unit: str, lines: int = JOURNAL_LINES) -> list[str]:
@@ -75,6 +115,8 @@ def print_outcomes(outcomes: Sequence[JobOutcome], *, as_json: bool) -> int:
     failed = [o for o in outcomes if not o.ok]
     logs = {o.unit: journal_tail(o.unit) for o in failed}
     if as_json:
+        from .context import emit_json
+
         emit_json(
             {
                 "ok": not failed,

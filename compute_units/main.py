@@ -41,13 +41,22 @@ def lean(argv: list[str]) -> int | None:
     except _Unhandled:
         return None
     from . import jobs
-    from .context import make_context, report_error
     from .errors import ComputeUnitsError
 
+    settle = getattr(args, "settle", 0.0)
     try:
-        ctx = make_context(args.spec, args.root, None)
-        outcomes = jobs.lifecycle(argv[0], args.services, ctx, args.timeout, getattr(args, "settle", 0.0))
+        outcomes = None
+        if args.services and not args.spec and args.root == Path("/"):
+            # the named units, straight from systemd: no spec (nor YAML) is read
+            outcomes = jobs.lifecycle_by_units(argv[0], args.services, args.timeout, settle)
+        if outcomes is None:
+            from .context import make_context
+
+            ctx = make_context(args.spec, args.root, None)
+            outcomes = jobs.lifecycle(argv[0], args.services, ctx, args.timeout, settle)
     except ComputeUnitsError as exc:
+        from .context import report_error
+
         return report_error(exc, as_json=args.as_json)
     return jobs.print_outcomes(outcomes, as_json=args.as_json)
 

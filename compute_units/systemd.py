@@ -169,6 +169,10 @@ class Systemd:
         self.call(b"MaskUnitFiles", args)
         self.reload()
 
+    def required_by(self, unit: str) -> list[str]:
+        """Units with Requires= on `unit` (systemd's reverse dependency)."""
+        return [_text(u) for u in self.prop(self.unit_path(unit), UNIT_IFACE, b"RequiredBy", b"as")]
+
     def fragment_path(self, unit: str) -> str:
         return _text(self.prop(self.unit_path(unit), UNIT_IFACE, b"FragmentPath", b"s"))
 
