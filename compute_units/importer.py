@@ -606,6 +606,19 @@ def parse_run(command: CommandLine) -> tuple[RunLine | None, list[Message]]:
 
     options: list[Option] = []
     i = 0
+
+    def add_valued(written: str, name: str, attached: str | None, word: Word) -> bool:
+        """An option that takes a value: attached to it, or the next word. False if there is none."""
+        nonlocal i
+        if attached is not None:
+            options.append(Option(written, name, attached, word.expands))
+        elif i < len(rest):
+            options.append(Option(written, name, rest[i].text, rest[i].expands))
+            i += 1
+        else:
+            return False
+        return True
+
     while i < len(rest):
         word = rest[i]
         text = word.text
@@ -627,12 +640,7 @@ def parse_run(command: CommandLine) -> tuple[RunLine | None, list[Message]]:
                     return error(f"option '{written}' takes true or false, got '{value}'")
                 options.append(Option(written, name, value, word.expands))
                 continue
-            if eq:
-                options.append(Option(written, name, attached, word.expands))
-            elif i < len(rest):
-                options.append(Option(written, name, rest[i].text, rest[i].expands))
-                i += 1
-            else:
+            if not add_valued(written, name, attached if eq else None, word):
                 return error(f"option '{written}' needs a value")
             continue
         # short options, possibly clustered (-it) or with an attached value (-eX=1, -e=X=1)
@@ -651,12 +659,7 @@ def parse_run(command: CommandLine) -> tuple[RunLine | None, list[Message]]:
             attached = text[j + 1 :]
             if attached.startswith("="):
                 attached = attached[1:]
-            if attached:
-                options.append(Option(written, name, attached, word.expands))
-            elif i < len(rest):
-                options.append(Option(written, name, rest[i].text, rest[i].expands))
-                i += 1
-            else:
+            if not add_valued(written, name, attached or None, word):
                 return error(f"option '{written}' needs a value")
             break
     if i >= len(rest):
