@@ -46,10 +46,6 @@ class ImageRef:
             text += f"@{self.digest}"
         return text
 
-    def pinned(self, digest: str) -> ImageRef:
-        """The same image addressed by digest (the tag is kept for people reading the unit)."""
-        return ImageRef(self.registry, self.repository, self.tag, digest)
-
 
 @dataclass(frozen=True)
 class Mount:

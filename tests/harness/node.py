@@ -16,8 +16,7 @@ import socket
 import stat
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,9 +168,6 @@ class Node:
                 f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
             )
         return proc
-
-    def sh(self, script: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-        return self.run(["sh", "-c", script], **kwargs)  # type: ignore[arg-type]
 
     def write_file(self, path: str, data: str | bytes, mode: int = 0o644) -> None:
         """Write through the node (writing into a live overlay's upper dir from the host is not allowed)."""
@@ -379,15 +375,6 @@ def _child_pid(launcher: subprocess.Popen[bytes], timeout: float) -> int:
 
     wait_until(child, timeout, "the node's init process")
     return found[0]
-
-
-@contextmanager
-def booted(name: str) -> Iterator[Node]:
-    node = boot(name)
-    try:
-        yield node
-    finally:
-        node.shutdown()
 
 
 def free_port() -> int:
