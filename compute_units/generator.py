@@ -77,7 +77,7 @@ def report_unit(messages: list[str]) -> str:
     lost. This unit logs the messages once the journal runs, and its failure shows in
     `systemctl --failed` and makes the system "degraded" until the specs are fixed.
     """
-    from .model import MARKER, TARGET_NAME
+    from .names import MARKER, TARGET_NAME
     from .render import exec_line
 
     lines = [line for message in messages for line in message.splitlines()]

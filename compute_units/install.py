@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InstallError
-from .model import MARKER, TARGET_NAME
+from .names import MARKER, TARGET_NAME
 
 UNIT_SUFFIXES = (".service", ".target")
 WANTS_DIR = "multi-user.target.wants"

@@ -11,9 +11,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import runner
 from .errors import NotRootError
-from .model import MARKER
+from .names import MARKER
 from .systemd import JobOutcome, Systemd
 
 if TYPE_CHECKING:  # specs (and YAML) load only when the units alone cannot answer
@@ -66,24 +65,32 @@ def lifecycle_by_units(
     require_root(verb)
     with Systemd.connect() as systemd:
         units = [n if n.endswith(".service") else f"{n}.service" for n in names]
-        if not all(_is_ours(systemd, unit) for unit in units):
+        props = {unit: systemd.unit_properties(unit) for unit in units}
+        if not all(_is_ours(p) for p in props.values()):
             return None
         if verb != "start":  # systemd stops/restarts what requires a unit with it: report those too
             queue = list(units)
             while queue:
-                for dependent in systemd.required_by(queue.pop(0)):
-                    if dependent not in units and _is_ours(systemd, dependent):
-                        units.append(dependent)
-                        queue.append(dependent)
+                for dependent in _names(props[queue.pop(0)][b"RequiredBy"]):
+                    if dependent not in props:
+                        props[dependent] = systemd.unit_properties(dependent)
+                        if _is_ours(props[dependent]):
+                            units.append(dependent)
+                            queue.append(dependent)
         if verb == "stop":
             units.reverse()
         return systemd.run_jobs(verb, units, timeout=timeout, settle=settle)
 
 
-def _is_ours(systemd: Systemd, unit: str) -> bool:
-    fragment = systemd.fragment_path(unit)
+def _names(values: Sequence[bytes | str]) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else v for v in values]
+
+
+def _is_ours(unit_properties: dict[bytes, object]) -> bool:
+    """Whether the unit file systemd loaded is one we generated (its first line is our marker)."""
+    fragment = unit_properties.get(b"FragmentPath") or b""
     try:
-        with open(fragment) as handle:
+        with open(fragment.decode() if isinstance(fragment, bytes) else str(fragment)) as handle:
             return handle.readline().rstrip("\n") == MARKER
     except OSError:
         return False
@@ -91,6 +98,8 @@ def _is_ours(systemd: Systemd, unit: str) -> bool:
 
 def journal_tail(unit: str, lines: int = JOURNAL_LINES) -> list[str]:
     """The unit's last journal lines: the container's output and systemd's verdict."""
+    from . import runner
+
     result = runner.run(
         ["journalctl", "-u", unit, "-n", str(lines * 4), "--no-pager", "-o", "short-iso"], check=False
     )

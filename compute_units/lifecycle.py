@@ -26,7 +26,8 @@ from .cli import (
     select,
 )
 from .jobs import UNIT_DIR, require_root
-from .model import TARGET_NAME, Service
+from .model import Service
+from .names import TARGET_NAME
 from .systemd import JobOutcome, Systemd
 
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait for systemd's jobs to finish.")]

@@ -39,7 +39,8 @@ from dataclasses import dataclass
 
 from . import render
 from .errors import UsageError
-from .model import TARGET_NAME, Service
+from .model import Service
+from .names import TARGET_NAME
 
 MIN_VERSION = (4, 4)
 NATIVE_KEYS_VERSION = (4, 5)  # Secret=, HealthCmd=..., LogDriver=

@@ -16,7 +16,8 @@ import jinja2
 
 from . import __version__
 from .errors import UsageError
-from .model import MARKER, TARGET_NAME, Service, ServiceSet
+from .model import Service, ServiceSet
+from .names import MARKER, TARGET_NAME
 
 SERVICE_TEMPLATE = "service.j2"
 TARGET_TEMPLATE = "target.j2"

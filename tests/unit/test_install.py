@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from compute_units import install
 from compute_units.cli import app
-from compute_units.model import MARKER
+from compute_units.names import MARKER
 
 IMG = "image: 127.0.0.1:5000/x:1\n"
 

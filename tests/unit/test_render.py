@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from compute_units import render, spec
 from compute_units.cli import app
-from compute_units.model import TARGET_NAME
+from compute_units.names import TARGET_NAME
 from tests.unit.execparse import parse_exec
 
 REPO = Path(__file__).resolve().parents[2]
