@@ -16,26 +16,21 @@ Run: python3 bench/bench_vm.py [--reps N]   (boots node "bench", builds images o
 from __future__ import annotations
 
 import argparse
-import compileall
 import socket
 import statistics
 import struct
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.installed import installed_cli
 from compute_units import render, spec
 from tests.harness.images import BUILD_PODMAN, Builder, Registry
 from tests.harness.libvirt import LibvirtImages, QmpPoller, libvirt_images, start_guest
 from tests.harness.node import Node, boot
 from tests.integration.conftest import SVC_VARIANTS
 from tests.integration.test_upgrade_vm import libvirt_spec
-
-# the installed console script itself, as an RPM puts it in /usr/bin: not a version-manager shim
-# (pyenv's bash shim alone costs tens of milliseconds per call)
-CLI = str(Path(sys.executable).parent / "compute-units")
 
 # libvirt RPC call REMOTE_PROC_AUTH_LIST (66): length, program 0x20008086, version 1, procedure,
 # type CALL, serial, status OK; the daemon answers with a reply header and its auth types
@@ -111,13 +106,13 @@ def stats(values: list[float]) -> str:
     return f"{statistics.median(values) * 1000:.0f} ms | {p95 * 1000:.0f} ms"
 
 
-def bench_restart(node: Node, reps: int) -> list[tuple[str, float]]:
+def bench_restart(node: Node, cli: str, reps: int) -> list[tuple[str, float]]:
     results: dict[str, list[float]] = {"systemctl": [], "cu": [], "cu0": []}
     for _ in range(reps):
         for key, argv in (
             ("systemctl", ["systemctl", "restart", "bench-svc"]),
-            ("cu", [CLI, "restart", "bench-svc"]),
-            ("cu0", [CLI, "restart", "bench-svc", "--settle", "0"]),
+            ("cu", [cli, "restart", "bench-svc"]),
+            ("cu0", [cli, "restart", "bench-svc", "--settle", "0"]),
         ):
             started = time.perf_counter()
             node.run(argv)
@@ -148,8 +143,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--reps", type=int, default=10)
     args = parser.parse_args()
-    # as installed packages are: byte-compiled (this environment may set PYTHONDONTWRITEBYTECODE)
-    compileall.compile_dir(str(Path(render.__file__).parent), quiet=1)
+    cli = installed_cli()
     node = boot("bench")
     try:
         builder = Builder(node)
@@ -166,7 +160,7 @@ def main() -> None:
             "/etc/compute-units/services/nova-libvirt.yaml", libvirt_spec(images.references["v1"])
         )
         node.run(["compute-units", "apply"])
-        restart_rows = bench_restart(node, max(args.reps, 10))
+        restart_rows = bench_restart(node, cli, max(args.reps, 10))
 
         guest = start_guest(node, "nova-libvirt")
         socket_path = node.host_path("/run/libvirt/libvirt-sock")
@@ -181,7 +175,7 @@ def main() -> None:
             # 1. compute-units upgrade, alternating v2 / v1
             for i in range(args.reps):
                 start = time.monotonic()
-                node.run(["compute-units", "upgrade", "nova-libvirt", "--image", refs[i % 2].split("@")[0]])
+                node.run([cli, "upgrade", "nova-libvirt", "--image", refs[i % 2].split("@")[0]])
                 windows["compute-units upgrade"].append(probe.window(start))
                 node.run(["systemctl", "reset-failed", "nova-libvirt"])
             # 2. bare podman, same container and flags, outside systemd

@@ -23,6 +23,7 @@ class Container:
     pid: int
     health: str  # "healthy", "unhealthy", "starting", or "" when the container has no health check
     started_at: str
+    stop_signal: int  # the signal podman stops it with (the image's STOPSIGNAL, SIGTERM by default)
 
 
 def read_cidfile(unit: str, run_dir: Path = Path("/run")) -> str | None:
@@ -58,6 +59,7 @@ def inspect_container(ref: str) -> Container | None:
         pid=int(state.get("Pid") or 0),
         health=str(health.get("Status", "")),
         started_at=str(state.get("StartedAt", "")),
+        stop_signal=int(c.get("Config", {}).get("StopSignal") or 15),
     )
 
 

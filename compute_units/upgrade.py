@@ -321,6 +321,7 @@ class Upgrader:
 
     def restart(self, service: Service) -> None:
         units = [service.unit] + [d.unit for d in self.services.dependents(service.name)]
+        self.stop_container(service)
         outcomes = self.systemd.run_jobs("restart", units, timeout=service.stop_timeout_s + 300)
         failed = [o for o in outcomes if not o.ok]
         if failed:
@@ -330,6 +331,22 @@ class Upgrader:
                 f"{o.unit}: job {o.job_result}, unit {o.state.active_state}/{o.state.sub_state} "
                 f"(Result={o.state.result}, main process {o.state.exit_description})",
             )
+
+    def stop_container(self, service: Service) -> None:
+        """Stop the old container's main process with its stop signal and return once it is gone.
+
+        The unit's restart follows at once; its ExecStop then finds the container exited. podman's
+        stop (in ExecStop, and in `podman auto-update`'s restart) looks for the exit every 100 ms,
+        which lengthens the window in which the service is down; we wait on the exit itself. If the
+        process is still running after stop_timeout, ExecStop takes over: SIGTERM, then SIGKILL
+        after another stop_timeout.
+        """
+        cid = podman.read_cidfile(service.unit)
+        container = podman.inspect_container(cid) if cid else None
+        if container is None or not container.running or container.pid <= 0:
+            return
+        control_group = self.systemd.state(service.unit).control_group
+        host.stop_process(container.pid, container.stop_signal, service.stop_timeout_s, cgroup=control_group)
 
     def health_gate(self, service: Service) -> None:
         """The unit stays active and its health command passes within start_period (+ timeout)."""
