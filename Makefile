@@ -54,10 +54,10 @@ demo: deps
 
 bench: deps
 	$(PY) -m bench.bench_generate
-	$(PY) -m bench.bench_vm
+	$(PY) -m bench.bench_vm --reps 20
 
 rpm: deps
 	PYTHON=$(PY) packaging/build-rpm.sh
 
 clean:
-	rm -rf build/nodes build/venv .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build/nodes build/venv build/bench-venv .pytest_cache .mypy_cache .ruff_cache

@@ -1,21 +1,25 @@
 """Benchmarks on a sandbox systemd node (real systemd, podman, registry, libvirt, KVM guest).
 
+compute-units runs as installed from a wheel by the system python3 (bench/installed.py).
+
 1. restart: `compute-units restart X` vs `systemctl restart X`, same unit, same run (ratio).
 2. upgrade window of containerised libvirt with a guest running, for
    - `compute-units upgrade nova-libvirt --image v1|v2` (pull, pin, restart, health gate, VM checks),
    - bare `podman stop && podman run --replace` of the same container (same flags, outside systemd),
    - `podman auto-update` on the same unit after pushing a new digest to its tag.
-   The window is measured from outside, the same way for all three: a host thread connects to
-   libvirt's socket every 5 ms; the window is the longest run of refused connections during the
-   operation (old libvirtd gone -> new one accepting). A QMP client polls the guest every 20 ms
-   throughout; every sample must say "running".
+   The window is measured from outside, the same way for all three: a host thread sends libvirt
+   an RPC over its socket every 5 ms; the window runs from the first failed request until
+   requests have succeeded for 200 ms (old libvirtd gone -> new one answering). A QMP client
+   polls the guest every 20 ms throughout; every sample must say "running".
 
-Run: python3 bench/bench_vm.py [--reps N]   (boots node "bench", builds images on first use)
+Run: make bench, or python -m bench.bench_vm [--reps N]   (boots node "bench", builds images on
+first use)
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import socket
 import statistics
 import struct
@@ -107,17 +111,23 @@ def stats(values: list[float]) -> str:
 
 
 def bench_restart(node: Node, cli: str, reps: int) -> list[tuple[str, float]]:
-    results: dict[str, list[float]] = {"systemctl": [], "cu": [], "cu0": []}
+    """Each repetition runs the three commands in a shuffled order (the unit's recent history,
+    e.g. a container that started a moment ago, must not favour one of them)."""
+    commands = {
+        "systemctl": ["systemctl", "restart", "bench-svc"],
+        "cu": [cli, "restart", "bench-svc"],
+        "cu0": [cli, "restart", "bench-svc", "--settle", "0"],
+    }
+    results: dict[str, list[float]] = {key: [] for key in commands}
+    order = random.Random(0)
     for _ in range(reps):
-        for key, argv in (
-            ("systemctl", ["systemctl", "restart", "bench-svc"]),
-            ("cu", [cli, "restart", "bench-svc"]),
-            ("cu0", [cli, "restart", "bench-svc", "--settle", "0"]),
-        ):
-            started = time.perf_counter()
-            node.run(argv)
-            results[key].append(time.perf_counter() - started)
+        keys = list(commands)
+        order.shuffle(keys)
+        for key in keys:
             node.run(["systemctl", "reset-failed", "bench-svc"])  # the start rate limiter
+            started = time.perf_counter()
+            node.run(commands[key])
+            results[key].append(time.perf_counter() - started)
     base = statistics.median(results["systemctl"])
     return [
         ("systemctl restart", base),

@@ -32,9 +32,8 @@ def _pystemd() -> tuple[ModuleType, ModuleType]:
     """pystemd's bus modules (dbuslib, dbusexc), without running the package's __init__.
 
     `import pystemd.dbuslib` first runs pystemd/__init__.py, which builds the introspection classes
-    (pystemd.systemd1, .machine1) and imports lxml: about 12 ms of the ~50 ms that
-    `compute-units restart` adds to the restart itself, for classes this module never uses. When
-    nothing has imported pystemd yet, a bare package object with pystemd's search path stands in for
+    (pystemd.systemd1, .machine1) and imports lxml: about 12 ms on every `compute-units restart`,
+    for classes this module never uses. When nothing has imported pystemd yet, a bare package object with pystemd's search path stands in for
     it; `import pystemd.systemd1` and friends still work through that path.
     """
     import sys
