@@ -7,6 +7,7 @@ import select
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 PROC = Path("/proc")
 
@@ -66,27 +67,36 @@ def in_cgroup(p: Process, cgroup: str) -> bool:
     return bool(cgroup) and (p.cgroup == cgroup or p.cgroup.startswith(cgroup.rstrip("/") + "/"))
 
 
-def stop_process(pid: int, sig: int, timeout: float, *, cgroup: str) -> bool:
-    """Send `sig` to `pid` and wait until it has exited; True once it has.
+def stop_process(
+    pid: int, sig: int, timeout: float, *, cgroup: str
+) -> Literal["exited", "running", "absent"]:
+    """Send `sig` to `pid` and wait until it has exited.
 
     The wait is a pidfd: the kernel reports the exit the moment it happens (podman's own stop
     checks every 100 ms). Only a process inside `cgroup` is signalled: a PID read a moment ago
-    may belong to another process by now. False when the process is not there in that cgroup or
-    still runs after `timeout` seconds.
+    may belong to another process by now. "exited" once it has; "running" if it still runs after
+    `timeout` seconds; "absent" if there is no such process in that cgroup (nothing was signalled).
     """
     try:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
-        return False
+        return "absent"
     try:
         p = process(pid)  # the pidfd pins this process: the PID cannot be reused while it is open
         if p is None or not in_cgroup(p, cgroup):
-            return False
+            return "absent"
         signal.pidfd_send_signal(fd, sig)
         readable, _, _ = select.select([fd], [], [], timeout)
-        return bool(readable)
+        return "exited" if readable else "running"
     finally:
         os.close(fd)
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def loaded_modules(proc: Path = PROC) -> set[str]:

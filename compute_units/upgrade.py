@@ -154,11 +154,11 @@ class Upgrader:
             with self._step(report, "pin"):
                 self.pin(service, state)
                 self._advance(state, entry, "pinned")
-            with self._step(report, "restart"):
+            with self._step(report, "restart") as step:
                 if entry.phase in ("pinned",) or digest_of(self.running_reference(service)) != digest_of(
                     target
                 ):
-                    self.restart(service)
+                    step.detail = self.restart(service)
                 self._advance(state, entry, "restarted")
             with self._step(report, "health"):
                 self.health_gate(service)
@@ -185,19 +185,24 @@ class Upgrader:
 
     # ------------------------------------------------------------------ steps
     @contextmanager
-    def _step(self, report: Report, name: str) -> Iterator[None]:
+    def _step(self, report: Report, name: str) -> Iterator[Step]:
+        """Time one step and record it in the report; the body may fill in `detail`."""
         self.progress(f"{report.service}: {name}")
         started = time.monotonic()
+        step = Step(name, 0, True)
         try:
-            yield
+            yield step
         except StepFailed as failure:
-            report.steps.append(Step(name, _ms(started), False, failure.reason))
+            step.ms, step.ok, step.detail = _ms(started), False, failure.reason
+            report.steps.append(step)
             raise
         except ComputeUnitsError as exc:
-            report.steps.append(Step(name, _ms(started), False, exc.message))
+            step.ms, step.ok, step.detail = _ms(started), False, exc.message
+            report.steps.append(step)
             report.result, report.failed_step, report.reason = "failed", name, exc.message
             raise
-        report.steps.append(Step(name, _ms(started), True))
+        step.ms = _ms(started)
+        report.steps.append(step)
         if self.crash_at == name:
             os.kill(os.getpid(), signal.SIGKILL)
 
@@ -319,9 +324,10 @@ class Upgrader:
             install.apply(install.plan(units, self.unit_dir), self.unit_dir)
         self.systemd.reload()
 
-    def restart(self, service: Service) -> None:
+    def restart(self, service: Service) -> str:
+        """Restart the service and its dependents; returns how the old container stopped."""
         units = [service.unit] + [d.unit for d in self.services.dependents(service.name)]
-        self.stop_container(service)
+        stopped = self.stop_container(service)
         outcomes = self.systemd.run_jobs("restart", units, timeout=service.stop_timeout_s + 300)
         failed = [o for o in outcomes if not o.ok]
         if failed:
@@ -331,8 +337,9 @@ class Upgrader:
                 f"{o.unit}: job {o.job_result}, unit {o.state.active_state}/{o.state.sub_state} "
                 f"(Result={o.state.result}, main process {o.state.exit_description})",
             )
+        return stopped
 
-    def stop_container(self, service: Service) -> None:
+    def stop_container(self, service: Service) -> str:
         """Stop the old container's main process with its stop signal and return once it is gone.
 
         The unit's restart follows at once; its ExecStop then finds the container exited. podman's
@@ -344,9 +351,15 @@ class Upgrader:
         cid = podman.read_cidfile(service.unit)
         container = podman.inspect_container(cid) if cid else None
         if container is None or not container.running or container.pid <= 0:
-            return
+            return "no running container"
         control_group = self.systemd.state(service.unit).control_group
-        host.stop_process(container.pid, container.stop_signal, service.stop_timeout_s, cgroup=control_group)
+        name = signal.Signals(container.stop_signal).name
+        started = time.monotonic()
+        if host.stop_process(
+            container.pid, container.stop_signal, service.stop_timeout_s, cgroup=control_group
+        ):
+            return f"old container (PID {container.pid}) exited {_ms(started)} ms after {name}"
+        return f"old container (PID {container.pid}) not stopped by {name} within {service.stop_timeout_s}s: left to ExecStop"
 
     def health_gate(self, service: Service) -> None:
         """The unit stays active and its health command passes within start_period (+ timeout)."""

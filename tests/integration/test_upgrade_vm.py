@@ -7,6 +7,7 @@ booted through libvirt. A QMP client polls the guest every 20 ms from the host d
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 
@@ -129,6 +130,9 @@ def test_upgrade_v1_to_v2_keeps_the_guest_running(
         "commit",
     ]
     assert all(isinstance(s["ms"], int) and s["ok"] for s in entry["steps"])
+    # the old libvirtd was stopped by us (pidfd wait) before the unit's restart, not by ExecStop
+    restart = next(s for s in entry["steps"] if s["name"] == "restart")
+    assert re.fullmatch(r"old container \(PID \d+\) exited \d+ ms after SIGTERM", restart["detail"])
     assert entry["vm_check"] == []
     assert [p["pid"] for p in entry["vm_before"]["qemu"]] == [pid]
     assert entry["vm_before"]["running_guests"] == ["tiny"]

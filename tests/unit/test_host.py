@@ -32,16 +32,18 @@ def children() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 def spawn(children: list[subprocess.Popen[bytes]], script: str) -> subprocess.Popen[bytes]:
-    child = subprocess.Popen(["/bin/sh", "-c", script])
+    """Run `script` (which says `ready` once set up, then execs); return when it has said so."""
+    child = subprocess.Popen(["/bin/sh", "-c", script], stdout=subprocess.PIPE)
     children.append(child)
+    assert child.stdout is not None and child.stdout.readline() == b"ready\n"
     return child
 
 
 def test_stop_process_returns_when_the_process_has_exited(
     own_cgroup: str, children: list[subprocess.Popen[bytes]]
 ) -> None:
-    child = spawn(children, "exec sleep 60")
-    assert host.stop_process(child.pid, signal.SIGTERM, 30, cgroup=own_cgroup) is True
+    child = spawn(children, "echo ready; exec sleep 60")
+    assert host.stop_process(child.pid, signal.SIGTERM, 30, cgroup=own_cgroup) == "exited"
     assert child.wait(1) == -signal.SIGTERM
 
 
@@ -49,23 +51,27 @@ def test_stop_process_gives_up_after_the_timeout(
     own_cgroup: str, children: list[subprocess.Popen[bytes]]
 ) -> None:
     # a process that ignores SIGTERM (ignored signals survive exec)
-    child = spawn(children, "trap '' TERM; exec sleep 60")
-    assert host.stop_process(child.pid, signal.SIGTERM, 0.2, cgroup=own_cgroup) is False
+    child = spawn(children, "trap '' TERM; echo ready; exec sleep 60")
+    assert host.stop_process(child.pid, signal.SIGTERM, 0.2, cgroup=own_cgroup) == "running"
     assert child.poll() is None
 
 
 def test_stop_process_leaves_a_process_outside_the_cgroup_alone(
     children: list[subprocess.Popen[bytes]],
 ) -> None:
-    child = spawn(children, "exec sleep 60")
-    assert host.stop_process(child.pid, signal.SIGTERM, 5, cgroup="/no-such.slice/unit.service") is False
+    child = spawn(children, "echo ready; exec sleep 60")
+    assert host.stop_process(child.pid, signal.SIGTERM, 5, cgroup="/no-such.slice/unit.service") == "absent"
     assert child.poll() is None
 
 
 def test_stop_process_of_a_pid_that_is_gone(own_cgroup: str) -> None:
     child = subprocess.Popen(["true"])
     child.wait()
-    assert host.stop_process(child.pid, signal.SIGTERM, 5, cgroup=own_cgroup) is False
+    assert host.stop_process(child.pid, signal.SIGTERM, 5, cgroup=own_cgroup) == "absent"
+
+
+def test_signal_names() -> None:
+    assert [host.signal_name(n) for n in (15, 9, 37)] == ["SIGTERM", "SIGKILL", "signal 37"]
 
 
 def test_lean_lifecycle_path_imports_no_cli_framework_yaml_or_lxml() -> None:
