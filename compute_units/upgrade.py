@@ -25,7 +25,9 @@ from .systemd import HostNotReady, Systemd, kill_signal, list_machines
 SIGKILL = 9
 HEALTH_POLL_S = 0.5
 GENERATOR_DIRS = ("/run/systemd/generator", "/run/systemd/generator.late", "/run/systemd/generator.early")
-CRASH_ENV = "COMPUTE_UNITS_CRASH_AT"  # tests only: SIGKILL ourselves right after this step
+# tests only: SIGKILL ourselves right after this step (or "stop-container": inside restart, once
+# the old container has stopped and before systemd is asked to restart the unit)
+CRASH_ENV = "COMPUTE_UNITS_CRASH_AT"
 
 
 class PullFailed(ComputeUnitsError):
@@ -203,6 +205,9 @@ class Upgrader:
             raise
         step.ms = _ms(started)
         report.steps.append(step)
+        self._crash_point(name)
+
+    def _crash_point(self, name: str) -> None:
         if self.crash_at == name:
             os.kill(os.getpid(), signal.SIGKILL)
 
@@ -328,6 +333,7 @@ class Upgrader:
         """Restart the service and its dependents; returns how the old container stopped."""
         units = [service.unit] + [d.unit for d in self.services.dependents(service.name)]
         stopped = self.stop_container(service)
+        self._crash_point("stop-container")
         outcomes = self.systemd.run_jobs("restart", units, timeout=service.stop_timeout_s + 300)
         failed = [o for o in outcomes if not o.ok]
         if failed:

@@ -14,7 +14,8 @@ from tests.integration.conftest import Image
 
 pytestmark = pytest.mark.integration
 
-STEPS = ("pull", "preflight", "record", "pin", "restart", "health", "post-check", "commit")
+# the steps, plus the moment inside `restart` between stopping the old container and the restart job
+STEPS = ("pull", "preflight", "record", "pin", "stop-container", "restart", "health", "post-check", "commit")
 
 
 def spec(reference: str) -> str:
