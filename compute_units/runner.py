@@ -23,13 +23,19 @@ def run(
     check: bool = True,
     input: str | None = None,
     timeout: float | None = 300,
+    show_stderr: bool = False,
 ) -> Result:
-    """Run argv (never through a shell). With check, a non-zero exit raises CommandError."""
+    """Run argv (never through a shell). With check, a non-zero exit raises CommandError.
+
+    `show_stderr` leaves the command's stderr on ours (a terminal: podman draws its pull progress
+    there) instead of capturing it; the result's stderr is then empty.
+    """
     try:
         proc = subprocess.run(
             list(argv),
             input=input,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=None if show_stderr else subprocess.PIPE,
             text=True,
             timeout=timeout,
             check=False,
@@ -38,7 +44,8 @@ def run(
         raise CommandError(list(argv), 127, "", f"{argv[0]}: command not found") from exc
     except subprocess.TimeoutExpired as exc:
         raise CommandError(list(argv), 124, "", f"timed out after {timeout} s") from exc
-    result = Result(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+    stderr = proc.stderr or ""
+    result = Result(tuple(argv), proc.returncode, proc.stdout, stderr)
     if check and proc.returncode != 0:
-        raise CommandError(list(argv), proc.returncode, proc.stdout, proc.stderr)
+        raise CommandError(list(argv), proc.returncode, proc.stdout, stderr)
     return result

@@ -11,7 +11,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,8 @@ class Report:
 
 
 Progress = Callable[[str], None]
+# for people at a terminal: a context in which podman may draw its own pull progress on stderr
+PullDisplay = Callable[[], AbstractContextManager[None]]
 
 
 class Upgrader:
@@ -99,6 +101,7 @@ class Upgrader:
         *,
         unit_dir: Path,
         progress: Progress = lambda message: None,
+        pull_display: PullDisplay | None = None,
     ) -> None:
         self.systemd = systemd
         self.store = store
@@ -106,6 +109,7 @@ class Upgrader:
         self.options = options
         self.unit_dir = unit_dir
         self.progress = progress
+        self.pull_display = pull_display
         self.crash_at = os.environ.get(CRASH_ENV, "")
         self.reports: list[Report] = []
 
@@ -220,7 +224,11 @@ class Upgrader:
         if "@" in reference and podman.image_exists(reference):
             return reference  # resuming: the pinned image is already here, no registry needed
         try:
-            result = runner.run([podman.PODMAN, "pull", "--quiet", reference], timeout=1800)
+            if self.pull_display is not None:  # podman's progress bars, then the image id on stdout
+                with self.pull_display():
+                    result = runner.run([podman.PODMAN, "pull", reference], timeout=1800, show_stderr=True)
+            else:
+                result = runner.run([podman.PODMAN, "pull", "--quiet", reference], timeout=1800)
         except CommandError as exc:
             raise PullFailed(
                 f"cannot pull {reference}: {exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else exc.message}; nothing was changed",

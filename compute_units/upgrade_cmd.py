@@ -6,10 +6,11 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
+from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .cli import JsonOpt, SpecOpt, TemplatesOpt, app, emit_json, err, make_context, out, reporting, select
@@ -20,7 +21,7 @@ from .model import Service, ServiceSet
 from .systemd import Systemd
 
 if TYPE_CHECKING:  # the upgrade machinery (and jinja2) load only when an upgrade runs
-    from .upgrade import Report
+    from .upgrade import Progress, PullDisplay, Report
 
 WaitOpt = Annotated[
     float, typer.Option("--wait", help="Seconds to wait for another upgrade's lock (default: fail at once).")
@@ -28,16 +29,26 @@ WaitOpt = Annotated[
 
 
 @contextmanager
-def progress_reporter(enabled: bool) -> Iterator[Any]:
-    """A spinner with the current step for people; nothing for --json or a non-terminal."""
+def progress_reporter(enabled: bool) -> Iterator[tuple[Progress, PullDisplay | None]]:
+    """For people at a terminal: a spinner with the current step, and podman's own progress bars
+    while it pulls (the spinner steps aside meanwhile). Nothing for --json or a non-terminal."""
     if not enabled or not sys.stderr.isatty():
-        yield lambda message: None
+        yield (lambda message: None), None
         return
-    with Progress(
+    with RichProgress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True
     ) as bar:
         task = bar.add_task("starting")
-        yield lambda message: bar.update(task, description=message)
+
+        @contextmanager
+        def pull_display() -> Iterator[None]:
+            bar.stop()
+            try:
+                yield
+            finally:
+                bar.start()
+
+        yield (lambda message: bar.update(task, description=message)), pull_display
 
 
 def _print_report(report: Report) -> None:
@@ -66,9 +77,22 @@ def run_upgrades(
     require_root("upgrade")
     failure: ComputeUnitsError | None = None
     store = ctx.store()
-    with store.lock(wait), Systemd.connect() as systemd, progress_reporter(not as_json) as progress:
+    with (
+        store.lock(wait),
+        Systemd.connect() as systemd,
+        progress_reporter(not as_json) as (
+            progress,
+            pull_display,
+        ),
+    ):
         upgrader = Upgrader(
-            systemd, store, services, ctx.render_options(), unit_dir=UNIT_DIR, progress=progress
+            systemd,
+            store,
+            services,
+            ctx.render_options(),
+            unit_dir=UNIT_DIR,
+            progress=progress,
+            pull_display=pull_display,
         )
         for service in chosen:
             try:

@@ -4,6 +4,7 @@ idempotence after kill -9 at every step, the lock, rollback, history, doctor."""
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 from collections.abc import Iterator
 
@@ -69,6 +70,18 @@ def test_missing_image_changes_nothing(node: Node, svc: dict[str, Image]) -> Non
     )
     assert last.endswith("; nothing was changed")
     assert container_id(node) == before
+
+
+def test_at_a_terminal_the_pull_shows_podmans_progress(node: Node, svc: dict[str, Image]) -> None:
+    """Under a pseudo-terminal (script(1)) podman draws its pull progress; the upgrade still works."""
+    target = "v1" if running_digest(node) == svc["v2"].digest else "v2"
+    command = shlex.join(["compute-units", "upgrade", "svc", "--image", svc[target].reference])
+    result = node.run(["script", "--quiet", "--return", "--command", command, "/dev/null"], check=False)
+    assert result.returncode == 0, result.stdout
+    assert f"Trying to pull {svc[target].reference}..." in result.stdout
+    assert "Writing manifest to image destination" in result.stdout
+    assert f"svc: upgraded {svc['v1' if target == 'v2' else 'v2'].reference}@" in result.stdout
+    assert running_digest(node) == svc[target].digest
 
 
 def test_kill_9_at_every_step_then_rerun_converges(node: Node, svc: dict[str, Image]) -> None:
