@@ -170,8 +170,7 @@ def collect_status(
     rows = []
     for service in chosen:
         st = systemd.state(service.unit)
-        cid = podman.read_cidfile(service.unit, run_dir) if st.active_state != "inactive" else None
-        container = podman.inspect_container(cid) if cid else None
+        container = podman.unit_container(service.unit, run_dir) if st.active_state != "inactive" else None
         digest = (
             podman.image_digest(container.image_id, podman.repository_of(container.image))
             if container

@@ -35,6 +35,12 @@ def read_cidfile(unit: str, run_dir: Path = Path("/run")) -> str | None:
     return text or None
 
 
+def unit_container(unit: str, run_dir: Path = Path("/run")) -> Container | None:
+    """The container a unit started last (its cidfile), or None when there is none (any more)."""
+    cid = read_cidfile(unit, run_dir)
+    return inspect_container(cid) if cid else None
+
+
 def _inspect(kind: str, ref: str) -> dict[str, Any] | None:
     """`podman KIND inspect` of one object, or None when podman does not know it."""
     result = runner.run([PODMAN, kind, "inspect", "--format", "json", ref], check=False)

@@ -241,8 +241,7 @@ class Upgrader:
         return f"{reference.split('@', 1)[0]}@{digest}"
 
     def running_reference(self, service: Service) -> str | None:
-        cid = podman.read_cidfile(service.unit)
-        container = podman.inspect_container(cid) if cid else None
+        container = podman.unit_container(service.unit)
         if container is None:
             return None
         name = container.image.split("@", 1)[0]
@@ -362,8 +361,7 @@ class Upgrader:
         process is still running after stop_timeout, ExecStop takes over: SIGTERM, then SIGKILL
         after another stop_timeout.
         """
-        cid = podman.read_cidfile(service.unit)
-        container = podman.inspect_container(cid) if cid else None
+        container = podman.unit_container(service.unit)
         if container is None or not container.running or container.pid <= 0:
             return "no running container"
         control_group = self.systemd.state(service.unit).control_group
