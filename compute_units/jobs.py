@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from .errors import NotRootError
 from .names import MARKER
-from .systemd import JobOutcome, Systemd
+from .systemd import JobOutcome, Systemd, text
 
 if TYPE_CHECKING:  # specs (and YAML) load only when the units alone cannot answer
     from .context import Context
@@ -71,7 +71,7 @@ def lifecycle_by_units(
         if verb != "start":  # systemd stops/restarts what requires a unit with it: report those too
             queue = list(units)
             while queue:
-                for dependent in _names(props[queue.pop(0)][b"RequiredBy"]):
+                for dependent in map(text, props[queue.pop(0)][b"RequiredBy"]):
                     if dependent not in props:
                         props[dependent] = systemd.unit_properties(dependent)
                         if _is_ours(props[dependent]):
@@ -82,15 +82,10 @@ def lifecycle_by_units(
         return systemd.run_jobs(verb, units, timeout=timeout, settle=settle)
 
 
-def _names(values: Sequence[bytes | str]) -> list[str]:
-    return [v.decode() if isinstance(v, bytes) else v for v in values]
-
-
 def _is_ours(unit_properties: dict[bytes, object]) -> bool:
     """Whether the unit file systemd loaded is one we generated (its first line is our marker)."""
-    fragment = unit_properties.get(b"FragmentPath") or b""
     try:
-        with open(fragment.decode() if isinstance(fragment, bytes) else str(fragment)) as handle:
+        with open(text(unit_properties.get(b"FragmentPath", b""))) as handle:
             return handle.readline().rstrip("\n") == MARKER
     except OSError:
         return False

@@ -33,8 +33,9 @@ def _pystemd() -> tuple[ModuleType, ModuleType]:
 
     `import pystemd.dbuslib` first runs pystemd/__init__.py, which builds the introspection classes
     (pystemd.systemd1, .machine1) and imports lxml: about 12 ms on every `compute-units restart`,
-    for classes this module never uses. When nothing has imported pystemd yet, a bare package object with pystemd's search path stands in for
-    it; `import pystemd.systemd1` and friends still work through that path.
+    for classes this module never uses. When nothing has imported pystemd yet, a bare package
+    object with pystemd's search path stands in for it; `import pystemd.systemd1` and friends
+    still work through that path.
     """
     import sys
 
@@ -180,7 +181,7 @@ class Systemd:
 
     def state(self, unit: str) -> UnitState:
         props = self.unit_properties(unit)
-        load_state = _text(props[b"LoadState"])
+        load_state = text(props[b"LoadState"])
         is_service = unit.endswith(".service") and load_state == "loaded"
         path = self.unit_path(unit)
 
@@ -192,15 +193,15 @@ class Systemd:
         return UnitState(
             name=unit,
             load_state=load_state,
-            active_state=_text(props[b"ActiveState"]),
-            sub_state=_text(props[b"SubState"]),
-            result=_text(s(b"Result", b"s", b"success")),
+            active_state=text(props[b"ActiveState"]),
+            sub_state=text(props[b"SubState"]),
+            result=text(s(b"Result", b"s", b"success")),
             main_pid=int(s(b"MainPID", b"u", 0)),
             exec_main_status=int(s(b"ExecMainStatus", b"i", 0)),
             exec_main_code=int(s(b"ExecMainCode", b"i", 0)),
             active_enter_us=int(props[b"ActiveEnterTimestamp"]),
             invocation_id=bytes(invocation).hex() if invocation else "",
-            control_group=_text(s(b"ControlGroup", b"s", b"")),
+            control_group=text(s(b"ControlGroup", b"s", b"")),
             need_daemon_reload=bool(props[b"NeedDaemonReload"]),
         )
 
@@ -212,7 +213,7 @@ class Systemd:
         self.reload()
 
     def fragment_path(self, unit: str) -> str:
-        return _text(self.unit_properties(unit)[b"FragmentPath"])
+        return text(self.unit_properties(unit)[b"FragmentPath"])
 
     def require_loaded(self, units: Sequence[str]) -> None:
         missing = [u for u in units if self.state(u).load_state == "not-found"]
@@ -232,7 +233,7 @@ class Systemd:
         def on_job_removed(msg: Any, error: Any = None, userdata: Any = None) -> None:
             msg.process_reply(True)
             _job_id, job_path, _unit, result = msg.body
-            removed[bytes(job_path)] = _text(result)
+            removed[bytes(job_path)] = text(result)
 
         self._match(PATH, MANAGER, b"JobRemoved", on_job_removed)
         self._subscribed = True
@@ -288,7 +289,7 @@ class Systemd:
             if unit is None or len(msg.body) < 2:
                 return
             state = msg.body[1].get(b"ActiveState")
-            if state is not None and _text(state) != "active":
+            if state is not None and text(state) != "active":
                 left.add(unit)
 
         for path in paths:
@@ -330,25 +331,26 @@ class Systemd:
 
 def dbus_text(exc: Exception) -> str:
     """The D-Bus error name and message, without pystemd's decorations."""
-    name = _text(getattr(exc, "err_name", "") or "")
-    message = _text(getattr(exc, "err_message", "") or "")
+    name = text(getattr(exc, "err_name", "") or "")
+    message = text(getattr(exc, "err_message", "") or "")
     if name or message:
         return ": ".join(part for part in (name, message) if part)
     errno_ = getattr(exc, "errno", None)
     return f"error {errno_}" if errno_ is not None else (str(exc) or type(exc).__name__)
 
 
-def _text(value: Any) -> str:
+def text(value: Any) -> str:
+    """A D-Bus string as str (pystemd gives bytes)."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _translate(exc: Exception, what: bytes) -> SystemdError:
-    text = dbus_text(exc)
-    if "NoSuchUnit" in text or "not found" in text.lower() or "not loaded" in text.lower():
-        return UnitNotFound(f"systemd: {text}")
-    if "AccessDenied" in text or "Permission denied" in text or "EACCES" in text:
-        return SystemdError(f"systemd refused {what.decode()}: {text}", hint="run as root")
-    return SystemdError(f"systemd {what.decode()} failed: {text}")
+    detail = dbus_text(exc)
+    if "NoSuchUnit" in detail or "not found" in detail.lower() or "not loaded" in detail.lower():
+        return UnitNotFound(f"systemd: {detail}")
+    if "AccessDenied" in detail or "Permission denied" in detail or "EACCES" in detail:
+        return SystemdError(f"systemd refused {what.decode()}: {detail}", hint="run as root")
+    return SystemdError(f"systemd {what.decode()} failed: {detail}")
 
 
 MACHINE_DEST = b"org.freedesktop.machine1"
@@ -379,7 +381,7 @@ def list_machines(systemd: Systemd) -> list[Machine]:
         leader = systemd.bus.get_property(
             MACHINE_DEST, bytes(path), b"org.freedesktop.machine1.Machine", b"Leader", b"u"
         )
-        machines.append(Machine(_text(name), _text(klass), _text(service), int(leader)))
+        machines.append(Machine(text(name), text(klass), text(service), int(leader)))
     return machines
 
 
