@@ -23,9 +23,7 @@ import random
 import socket
 import statistics
 import struct
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.installed import installed_cli
@@ -33,6 +31,7 @@ from compute_units import render, spec
 from tests.harness.images import BUILD_PODMAN, Builder, Registry
 from tests.harness.libvirt import LibvirtImages, QmpPoller, libvirt_images, start_guest
 from tests.harness.node import Node, boot
+from tests.harness.sampler import Sampler
 from tests.integration.conftest import SVC_VARIANTS
 from tests.integration.test_upgrade_vm import libvirt_spec
 
@@ -41,38 +40,24 @@ from tests.integration.test_upgrade_vm import libvirt_spec
 AUTH_LIST = struct.pack(">7I", 28, 0x20008086, 1, 66, 0, 1, 0)
 
 
-@dataclass
-class Probe:
+class Probe(Sampler[bool]):
     """Asks libvirtd (over its unix socket) for its auth types every `interval` s; records (time, ok)."""
 
-    path: Path
-    interval: float = 0.005
-    samples: list[tuple[float, bool]] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
+    def __init__(self, path: Path, interval: float = 0.005) -> None:
+        super().__init__(interval)
+        self.path = path
 
-    def __enter__(self) -> Probe:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(0.2)
-            try:
-                s.connect(str(self.path))
-                s.sendall(AUTH_LIST)  # a real RPC: a listening socket alone proves nothing
-                ok = len(s.recv(64)) >= 28
-            except OSError:
-                ok = False
-            finally:
-                s.close()
-            self.samples.append((time.monotonic(), ok))
-            self._stop.wait(self.interval)  # the sampling period
+    def sample(self) -> bool:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(0.2)
+        try:
+            s.connect(str(self.path))
+            s.sendall(AUTH_LIST)  # a real RPC: a listening socket alone proves nothing
+            return len(s.recv(64)) >= 28
+        except OSError:
+            return False
+        finally:
+            s.close()
 
     def window(self, start: float, stable: float = 0.2, timeout: float = 60) -> float:
         """Unavailability caused by an operation that began at `start`: from the first refused

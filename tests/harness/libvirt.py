@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .images import CACHE, Builder, Registry, tree_hash
 from .node import Node, NodeError
+from .sampler import Sampler
 
 GUEST_SOURCE = Path(__file__).with_name("guest") / "halt.S"
 LIBVIRT_VARIANTS = {"v1": {"VERSION": "1"}, "v2": {"VERSION": "2"}, "v3": {"VERSION": "3", "HEALTHY": "no"}}
@@ -154,45 +153,28 @@ class Qmp:
         self.sock.close()
 
 
-@dataclass
-class QmpPoller:
+class QmpPoller(Sampler[str]):
     """Polls `query-status` every `interval` s in a thread; records (time, status or error)."""
 
-    path: Path
-    interval: float = 0.02
-    samples: list[tuple[float, str]] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    def __init__(self, path: Path, interval: float = 0.02) -> None:
+        super().__init__(interval)
+        self.path = path
+        self._client: Qmp | None = None
 
-    def __enter__(self) -> QmpPoller:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
+    def sample(self) -> str:
+        try:
+            if self._client is None:
+                self._client = Qmp(self.path)
+            status = self._client.command("query-status").get("return", {})
+            return str(status.get("status")) if isinstance(status, dict) else "?"
+        except (OSError, ValueError) as exc:
+            self.finish()
+            return f"error: {exc}"
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _run(self) -> None:
-        client: Qmp | None = None
-        while not self._stop.is_set():
-            try:
-                if client is None:
-                    client = Qmp(self.path)
-                reply = client.command("query-status")
-                status = reply.get("return", {})
-                self.samples.append(
-                    (time.monotonic(), str(status.get("status")) if isinstance(status, dict) else "?")
-                )
-            except (OSError, ValueError) as exc:
-                self.samples.append((time.monotonic(), f"error: {exc}"))
-                if client is not None:
-                    client.close()
-                client = None
-            self._stop.wait(self.interval)  # the 20 ms sampling period itself, not a wait for an event
-        if client is not None:
-            client.close()
+    def finish(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     @property
     def not_running(self) -> list[tuple[float, str]]:
