@@ -9,6 +9,7 @@ See shared/docs/sandbox-node.md for the facts behind each step.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -22,6 +23,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "build"
+
+# nodes of this checkout: several checkouts (git worktrees) may boot nodes on one host at once,
+# and a node's cgroup directories and hostname carry this tag so none touches another's
+CHECKOUT_TAG = hashlib.sha256(str(REPO).encode()).hexdigest()[:6]
+NODE_PREFIX = f"sandbox-{CHECKOUT_TAG}-"
 NODE_INIT = Path(__file__).with_name("node-init.sh")
 
 # what basic/sysinit/sockets/timers would start and what would touch the shared host
@@ -120,13 +126,13 @@ class HostSnapshot:
 
         cgroups = sorted(
             str(p)
-            for p in Path("/sys/fs/cgroup").rglob("sandbox-*")
-            if p.is_dir() and p.name.startswith("sandbox-")
+            for p in Path("/sys/fs/cgroup").rglob(f"{NODE_PREFIX}*")
+            if p.is_dir() and p.name.startswith(NODE_PREFIX)
         )
         processes = []
         for entry in Path("/proc").iterdir():
             try:
-                if entry.name.isdigit() and "sandbox-" in (entry / "cgroup").read_text():
+                if entry.name.isdigit() and NODE_PREFIX in (entry / "cgroup").read_text():
                     processes.append(int(entry.name))
             except OSError:
                 continue
@@ -241,7 +247,7 @@ def cgroup_dirs(name: str) -> list[tuple[Path, Path]]:
         parent = Path("/sys/fs/cgroup") / mount / path.lstrip("/")
         if not parent.is_dir():
             continue
-        pairs.append((parent, parent / f"sandbox-{name}"))
+        pairs.append((parent, parent / f"{NODE_PREFIX}{name}"))
     return pairs
 
 
@@ -319,7 +325,7 @@ def boot(
             "private",
             str(NODE_INIT),
             str(directory),
-            f"sandbox-{name}",
+            f"{NODE_PREFIX}{name}",
             str(REPO),
         ],
         stdout=console,
