@@ -193,8 +193,11 @@ class Store:
     def append_history(self, entry: dict[str, Any]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         line = json.dumps(entry, sort_keys=True) + "\n"
-        fd = os.open(self.history_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.history_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = "\n" + line  # a line torn by a crash mid-append stays a line of its own
             os.write(fd, line.encode())
             os.fsync(fd)
         finally:

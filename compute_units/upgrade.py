@@ -28,6 +28,7 @@ from .vms import VmSnapshot
 
 SIGKILL = 9
 HEALTH_POLL_S = 0.5
+PODMAN_EXEC_MARGIN_S = 5.0  # what `podman healthcheck run` adds to the command's own time, at most
 DEFAULT_PULL_TIMEOUT_S = 600.0
 GENERATOR_DIRS = ("/run/systemd/generator", "/run/systemd/generator.late", "/run/systemd/generator.early")
 
@@ -468,8 +469,8 @@ class Upgrader:
                 )
             if health is None:
                 return
-            left = budget - (self.fx.clock.monotonic() - started)
-            if self.fx.podman.healthcheck(svc.name, timeout=max(min(health.timeout_ms / 1000, left), 1.0)):
+            # each try: the command's own timeout plus podman's start-up (an exec session)
+            if self.fx.podman.healthcheck(svc.name, timeout=health.timeout_ms / 1000 + PODMAN_EXEC_MARGIN_S):
                 return
             elapsed = self.fx.clock.monotonic() - started
             if elapsed >= budget:
