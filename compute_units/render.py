@@ -80,8 +80,9 @@ def render_all(services: ServiceSet, options: RenderOptions | None = None) -> di
         service_template = env.get_template(SERVICE_TEMPLATE)
         rendered: dict[str, str] = {}
         for service in services:
-            unit = service_unit(service, options)
-            rendered[unit.name] = service_template.render(service_context(service, unit, options))
+            image = image_for(service, options)
+            unit = service_unit(service, options, image=image)
+            rendered[unit.name] = service_template.render(service_context(service, unit, options, image))
         target = target_unit(services)
         rendered[target.name] = env.get_template(TARGET_TEMPLATE).render(
             unit=target, marker=MARKER, services=list(services), version=__version__
@@ -112,11 +113,12 @@ def _template_position(exc: BaseException) -> str:
 
 def render_service(service: Service, options: RenderOptions, env: jinja2.Environment | None = None) -> str:
     env = env or make_environment(options.template_dirs)
-    unit = service_unit(service, options)
-    return env.get_template(SERVICE_TEMPLATE).render(service_context(service, unit, options))
+    image = image_for(service, options)
+    unit = service_unit(service, options, image=image)
+    return env.get_template(SERVICE_TEMPLATE).render(service_context(service, unit, options, image))
 
 
-def service_context(service: Service, unit: Unit, options: RenderOptions) -> dict[str, object]:
+def service_context(service: Service, unit: Unit, options: RenderOptions, image: str) -> dict[str, object]:
     """What service.j2 sees: the unit, and every variable templates had before the unit model,
     so that site overrides written for them keep working."""
     lines = unit.section("Service")
@@ -125,7 +127,7 @@ def service_context(service: Service, unit: Unit, options: RenderOptions) -> dic
         "service": service,
         "marker": MARKER,
         "source": str(service.source),
-        "image": image_for(service, options),
+        "image": image,
         "target": TARGET_NAME,
         "version": __version__,
         "timeout_stop_s": service.stop_timeout_s + STOP_TIMEOUT_MARGIN_S,

@@ -212,14 +212,10 @@ def test_template_override_by_name(tmp_path: Path, root: Path) -> None:
     templates = tmp_path / "templates"
     templates.mkdir()
     builtin = (REPO / "templates/service.j2").read_text()
-    loop_end = "{% endfor -%}\n{% endfor -%}\n"
-    assert builtin.endswith(loop_end)
-    (templates / "service.j2").write_text(
-        builtin.removesuffix(loop_end)
-        + "{% endfor -%}\n"
-        + '{% if section.name == "Install" %}Alias={{ service.name }}-alias.service\n{% endif -%}\n'
-        + "{% endfor -%}\n"
-    )
+    lines = '{{ section.lines | join("\\n") }}\n'
+    assert builtin.count(lines) == 1
+    extra = '{% if section.name == "Install" %}Alias={{ service.name }}-alias.service\n{% endif -%}\n'
+    (templates / "service.j2").write_text(builtin.replace(lines, lines + extra))
     out = tmp_path / "out"
     generate(EXAMPLES, root, out, "--templates", str(templates))
     assert (out / "nova-libvirt.service").read_text() == golden("nova-libvirt.service") + (
