@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .unitfile import Unit
 
 
 def log(message: str) -> None:
@@ -38,21 +44,20 @@ def generate_into(normal_dir: Path, root: Path) -> int:
 
     paths = spec.discover([p for p in spec.default_search_path(root) if p.is_dir()])
     services, diagnostics = spec.load_lenient(paths, root=root)
-    messages = [d.format() for d in diagnostics]
-    skipped = sorted({d.location.path for d in diagnostics if d.severity == "error"})
-    messages += [
-        f"skipped {path}: fix the errors above and run `systemctl daemon-reload`" for path in skipped
-    ]
-    for message in messages:
-        log(message)
+    errors = Counter(d.location.path for d in diagnostics if d.severity == "error")
+    skipped = sorted(errors)
+    for diagnostic in diagnostics:
+        log(diagnostic.format())
+    for path in skipped:
+        log(f"skipped {path}: fix the errors above and run `systemctl daemon-reload`")
     units: dict[str, str] = {}
     if services.services:
         site = root / "etc/compute-units/templates"
         options = render.RenderOptions(template_dirs=(site,) if site.is_dir() else (), pins=_pins(root))
         units = render.render_all(services, options)
-        messages.append(f"generated {len(services)} service(s): {', '.join(services.names())}")
     if skipped:
-        units[REPORT_UNIT] = report_unit(messages)
+        report = report_unit({path: errors[path] for path in skipped}, services.names())
+        units[report.name] = report.text
     # the generator's directory belongs to this boot: no foreign files, nothing stale to keep
     install.apply(install.plan(units, normal_dir), normal_dir)
     if skipped:
@@ -61,7 +66,7 @@ def generate_into(normal_dir: Path, root: Path) -> int:
         if not link.is_symlink():
             link.symlink_to(f"../{REPORT_UNIT}")
     if services.services:
-        log(messages[-1])
+        log(f"generated {len(services)} service(s): {', '.join(services.names())}")
     else:
         log("no valid service specs; nothing generated")
     return 0
@@ -70,32 +75,42 @@ def generate_into(normal_dir: Path, root: Path) -> int:
 REPORT_UNIT = "compute-units-spec-errors.service"
 
 
-def report_unit(messages: list[str]) -> str:
-    """A oneshot unit that puts the generator's messages into the journal and fails.
+def report_unit(errors: Mapping[Path, int], generated: Sequence[str]) -> Unit:
+    """A oneshot unit that names the skipped spec files in the journal and fails.
 
     At boot, generators run before journald, and a container has no /dev/kmsg: their stderr is
-    lost. This unit logs the messages once the journal runs, and its failure shows in
-    `systemctl --failed` and makes the system "degraded" until the specs are fixed.
+    lost. This unit logs which files were skipped once the journal runs, and its failure shows in
+    `systemctl --failed` and makes the system "degraded" until the specs are fixed. It carries
+    only paths, counts, the names of the services generated (valid names) and our own words,
+    never text from a spec (a diagnostic may quote one): `compute-units validate` shows those.
     """
     from .names import MARKER, TARGET_NAME
     from .render import exec_line
+    from .unitfile import Unit, section
 
-    lines = [line for message in messages for line in message.splitlines()]
-    command = exec_line(["/usr/bin/printf", "%s\\n", *lines])
-    return (
-        f"{MARKER}\n"
-        "[Unit]\n"
-        "Description=compute-units: service specs with errors were skipped\n"
-        "Documentation=man:compute-units(1)\n"
-        f"Before={TARGET_NAME}\n\n"
-        "[Service]\n"
-        "Type=oneshot\n"
-        "SyslogIdentifier=compute-units-generator\n"
-        f"ExecStart={command}\n"
-        "ExecStart=/bin/false\n\n"
-        "[Install]\n"
-        "WantedBy=multi-user.target\n"
-    )
+    lines = [f"skipped {_printable(str(path))}: {count} error(s)" for path, count in errors.items()]
+    lines.append("run `compute-units validate` to see the errors; fix them and run `systemctl daemon-reload`")
+    if generated:
+        lines.append(f"generated {len(generated)} service(s): {', '.join(generated)}")
+    unit = [
+        ("Description", "compute-units: service specs with errors were skipped"),
+        ("Documentation", "man:compute-units(1)"),
+        ("Before", TARGET_NAME),
+    ]
+    service = [
+        ("Type", "oneshot"),
+        ("SyslogIdentifier", "compute-units-generator"),
+        ("ExecStart", exec_line(["/usr/bin/printf", "%s\\n", *lines])),
+        ("ExecStart", "/bin/false"),
+    ]
+    install = [("WantedBy", "multi-user.target")]
+    sections = (section("Unit", unit), section("Service", service), section("Install", install))
+    return Unit(REPORT_UNIT, (MARKER,), sections)
+
+
+def _printable(text: str) -> str:
+    """`text` on one line: control and other unprintable characters as Python escapes (\\n, \\x1b)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _pins(root: Path) -> dict[str, str]:

@@ -1,5 +1,8 @@
 """Services → Quadlet `.container` files (podman ≥ 4.4). Pure: a Service in, file text out.
 
+The file is a `unitfile.Unit`: its [Unit], [Service] and [Install] sections are those of our own
+unit (`render.service_unit(..., quadlet=True)`), its [Container] section is built here.
+
 The container is described by the very argv our own units run (`render.podman_run_argv`), split
 into the Quadlet keys that exist for it; everything else goes to `PodmanArgs=`. So a Quadlet unit
 and a compute-units unit of one spec start the same container.
@@ -41,10 +44,10 @@ from . import render
 from .errors import UsageError
 from .model import Service
 from .names import TARGET_NAME
+from .unitfile import Unit, section
 
 MIN_VERSION = (4, 4)
 NATIVE_KEYS_VERSION = (4, 5)  # Secret=, HealthCmd=..., LogDriver=
-CIDFILE = render.Specified("--cidfile=%t/%N.cid")  # where Quadlet keeps the container id
 
 # podman run options Quadlet itself passes (with its own values): left out
 _QUADLET_SETS = {"--cidfile", "--cgroups", "--rm", "--sdnotify", "-d", "--replace"}
@@ -126,8 +129,7 @@ def _container_file(
     service: Service, image: str, options: render.RenderOptions, version: tuple[int, int]
 ) -> QuadletFile:
     native = version >= NATIVE_KEYS_VERSION
-    podman = options.podman
-    argv = render.podman_run_argv(service, image, podman)[2:]
+    argv = render.podman_run_argv(service, image, options.podman)[2:]
     at = next(i for i, a in enumerate(argv) if not a.startswith("-"))
     run_options, command = argv[:at], argv[at + 1 :]
 
@@ -171,68 +173,19 @@ def _container_file(
         "What Quadlet cannot express for this service, and what this file does instead:",
         *(f"  - {line}" for line in limits),
     ]
-    lines = [f"# {h}" for h in header]
-    lines += ["", "[Unit]", *_unit_section(service, image, options)]
-    lines += ["", "[Container]", *(f"{k}={v}" for k, v in container)]
-    lines += ["", "[Service]", *_service_section(service, podman)]
-    lines += ["", "[Install]", f"WantedBy={TARGET_NAME}"]
-    return QuadletFile(f"{service.name}.container", "\n".join(lines) + "\n", tuple(limits))
-
-
-def _unit_section(service: Service, image: str, options: render.RenderOptions) -> list[str]:
-    description = service.description or f"compute-units: {service.name}"
-    lines = [
-        f"Description={render.unit_value(description)}",
-        "Documentation=man:compute-units(1)",
-        "Wants=network-online.target",
-        "After=network-online.target",
-    ]
-    if service.keeps_vms:
-        lines += ["Wants=systemd-machined.service", "After=systemd-machined.service"]
-    for dep in service.requires:
-        lines += [f"Requires={dep}.service", f"After={dep}.service"]
-    lines += [
-        f"PartOf={TARGET_NAME}",
-        f"Before={TARGET_NAME}",
-        f"StartLimitIntervalSec={options.start_limit_interval}",
-        f"StartLimitBurst={options.start_limit_burst}",
-        f"X-ComputeUnits-Spec-Hash={service.spec_hash}",
-        f"X-ComputeUnits-Image={render.unit_value(image)}",
-    ]
-    return lines
-
-
-def _service_section(service: Service, podman: str) -> list[str]:
-    lines = [
-        f"Restart={service.restart}",
-        "RestartSec=5s",
-        "TimeoutStartSec=5min",
-        f"TimeoutStopSec={service.stop_timeout_s + render.STOP_TIMEOUT_MARGIN_S}",
-        "# as in compute-units units (Quadlet's default is mixed; it accepts mixed or control-group)",
-        "KillMode=control-group",
-    ]
-    if service.keeps_vms:
-        lines += [
-            "# keeps_vms: conmon adopts qemu (subreaper) and would wait for it; SIGKILL ends conmon at",
-            "# once and leaves qemu, which sits in its own machine scope, running.",
-            "KillSignal=SIGKILL",
-            "SuccessExitStatus=143 SIGKILL",
-        ]
-    else:
-        lines.append("SuccessExitStatus=143")
-    directories = [str(m.source) for m in service.mounts if m.create]
-    if directories:
-        lines.append("ExecStartPre=" + render.exec_line(["/bin/mkdir", "-p", *directories]))
-    for secret in service.secrets:
-        if secret.file is not None:
-            name = render.podman_secret_name(service, secret.variable)
-            lines.append("ExecStartPre=-" + render.exec_line([podman, "secret", "rm", name]))
-            lines.append(
-                "ExecStartPre=" + render.exec_line([podman, "secret", "create", name, str(secret.file)])
-            )
-    stop = [podman, "stop", "--ignore", "-t", str(service.stop_timeout_s), CIDFILE]
-    lines.append("ExecStop=" + render.exec_line(stop))
-    return lines
+    # [Unit], [Service] and [Install] are our unit's, which Quadlet copies into the unit it makes
+    systemd = render.service_unit(service, options, image=image, quadlet=True)
+    unit = Unit(
+        f"{service.name}.container",
+        tuple(f"# {h}" for h in header),
+        (
+            systemd.section("Unit"),
+            section("Container", container),
+            systemd.section("Service"),
+            systemd.section("Install"),
+        ),
+    )
+    return QuadletFile(unit.name, unit.text, tuple(limits))
 
 
 def _limits(service: Service, podman_args: Sequence[str], native: bool) -> list[str]:

@@ -1,7 +1,8 @@
 """Render services into systemd unit texts. Pure: `ServiceSet` in, `{file name: text}` out.
 
-Only reads template files. The podman command line is built here as an argv (a list) and escaped
-once, for systemd's ExecStart= rules, by `exec_line`; templates only place the lines.
+Each unit is first built as a `unitfile.Unit` (`service_unit`, `target_unit`), which decides every
+line; templates only print it. Only reads template files. The podman command line is built here
+as an argv (a list) and escaped once, for systemd's ExecStart= rules, by `exec_line`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from . import __version__
 from .errors import UsageError
 from .model import Service, ServiceSet
 from .names import MARKER, TARGET_NAME
+from .unitfile import Line, Unit, comment, comments, section
 
 SERVICE_TEMPLATE = "service.j2"
 TARGET_TEMPLATE = "target.j2"
@@ -32,6 +34,7 @@ class Specified(str):
 
 
 CIDFILE = Specified("--cidfile=%t/%n.ctr-id")
+QUADLET_CIDFILE = Specified("--cidfile=%t/%N.cid")  # where Quadlet keeps the container id
 
 
 @dataclass(frozen=True)
@@ -67,20 +70,28 @@ def make_environment(template_dirs: Sequence[Path]) -> jinja2.Environment:
 def render_all(services: ServiceSet, options: RenderOptions | None = None) -> dict[str, str]:
     """Every unit file of the node: one `.service` per service plus the target.
 
-    A broken template (syntax, undefined variable) raises TemplateError naming file and line.
+    The units are built as `unitfile.Unit`s (`service_unit`, `target_unit`), then printed by the
+    template of their kind (service.j2, target.j2), which a site may override by file name. A
+    broken template (syntax, undefined variable) raises TemplateError naming file and line.
     """
     options = options or RenderOptions()
     env = make_environment(options.template_dirs)
     try:
-        units = {s.unit: render_service(s, options, env) for s in services}
-        units[TARGET_NAME] = env.get_template(TARGET_TEMPLATE).render(
-            marker=MARKER, services=list(services), version=__version__
+        service_template = env.get_template(SERVICE_TEMPLATE)
+        rendered: dict[str, str] = {}
+        for service in services:
+            image = image_for(service, options)
+            unit = service_unit(service, options, image=image)
+            rendered[unit.name] = service_template.render(service_context(service, unit, options, image))
+        target = target_unit(services)
+        rendered[target.name] = env.get_template(TARGET_TEMPLATE).render(
+            unit=target, marker=MARKER, services=list(services), version=__version__
         )
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template {exc.filename}:{exc.lineno}: {exc.message}") from exc
     except jinja2.TemplateError as exc:
         raise TemplateError(f"template {_template_position(exc)}: {exc.message}") from exc
-    return units
+    return rendered
 
 
 class TemplateError(UsageError):
@@ -103,33 +114,150 @@ def _template_position(exc: BaseException) -> str:
 def render_service(service: Service, options: RenderOptions, env: jinja2.Environment | None = None) -> str:
     env = env or make_environment(options.template_dirs)
     image = image_for(service, options)
+    unit = service_unit(service, options, image=image)
+    return env.get_template(SERVICE_TEMPLATE).render(service_context(service, unit, options, image))
+
+
+def service_context(service: Service, unit: Unit, options: RenderOptions, image: str) -> dict[str, object]:
+    """What service.j2 sees: the unit, and every variable templates had before the unit model,
+    so that site overrides written for them keep working."""
+    lines = unit.section("Service")
+    return {
+        "unit": unit,
+        "service": service,
+        "marker": MARKER,
+        "source": str(service.source),
+        "image": image,
+        "target": TARGET_NAME,
+        "version": __version__,
+        "timeout_stop_s": service.stop_timeout_s + STOP_TIMEOUT_MARGIN_S,
+        "start_limit_interval": options.start_limit_interval,
+        "start_limit_burst": options.start_limit_burst,
+        "exec_start_pre": lines.values("ExecStartPre"),
+        "exec_start": lines.values("ExecStart")[0],
+        "exec_stop": lines.values("ExecStop")[0],
+    }
+
+
+# ----------------------------------------------------------------------------- the units
+
+
+def service_unit(
+    service: Service, options: RenderOptions, *, image: str | None = None, quadlet: bool = False
+) -> Unit:
+    """The `.service` unit that runs one service's container: every line is decided here.
+
+    `image` defaults to `image_for`. With `quadlet`, the [Unit], [Service] and [Install] sections
+    of the service's Quadlet file (which Quadlet copies into the unit it generates): [Service]
+    then leaves out what Quadlet writes itself (Type=, NotifyAccess=, Delegate=,
+    PODMAN_SYSTEMD_UNIT, the cidfile's removal, ExecStart=), stops the container through
+    Quadlet's cidfile and sets KillMode= (Quadlet's default differs from systemd's).
+    """
+    image = image or image_for(service, options)
+    header = (
+        MARKER,
+        f"# Source: {service.source}",
+        f"# Edit the spec and run `compute-units generate`, or add a drop-in (systemctl edit {service.unit}).",
+    )
+    sections = (
+        section("Unit", _unit_entries(service, image, options)),
+        section("Service", _service_entries(service, image, options, quadlet)),
+        section("Install", [("WantedBy", TARGET_NAME)]),
+    )
+    return Unit(service.unit, header, sections)
+
+
+def target_unit(services: ServiceSet) -> Unit:
+    """compute-node.target: wants every service; `compute-units start/stop` act on it."""
+    entries = [
+        ("Description", "OpenStack compute node services (compute-units)"),
+        ("Documentation", "man:compute-units(1)"),
+        *(("Wants", service.unit) for service in services),
+    ]
+    header = (MARKER, "# All services generated by compute-units on this node.")
+    return Unit(
+        TARGET_NAME,
+        header,
+        (section("Unit", entries), section("Install", [("WantedBy", "multi-user.target")])),
+    )
+
+
+def _unit_entries(service: Service, image: str, options: RenderOptions) -> list[Line]:
+    entries = [
+        ("Description", unit_value(service.description or f"compute-units: {service.name}")),
+        ("Documentation", "man:compute-units(1)"),
+        ("Wants", "network-online.target"),
+        ("After", "network-online.target"),
+    ]
+    if service.keeps_vms:
+        entries += [("Wants", "systemd-machined.service"), ("After", "systemd-machined.service")]
+    for dep in service.requires:
+        entries += [("Requires", f"{dep}.service"), ("After", f"{dep}.service")]
+    entries += [
+        ("PartOf", TARGET_NAME),
+        ("Before", TARGET_NAME),
+        ("StartLimitIntervalSec", options.start_limit_interval),
+        ("StartLimitBurst", str(options.start_limit_burst)),
+        ("X-ComputeUnits-Spec-Hash", service.spec_hash),
+        ("X-ComputeUnits-Image", unit_value(image)),
+    ]
+    return entries
+
+
+KEEPS_VMS_COMMENT = (
+    "keeps_vms: conmon adopts qemu (subreaper) and would wait for it; SIGKILL ends conmon at once and",
+    "leaves qemu, which sits in its own machine scope, running.",
+)
+QUADLET_KILL_MODE_COMMENT = (
+    "as in compute-units units (Quadlet's default is mixed; it accepts mixed or control-group)"
+)
+
+
+def _service_entries(service: Service, image: str, options: RenderOptions, quadlet: bool) -> list[Line]:
     podman = options.podman
-    pre = [exec_line(["/bin/rm", "-f", Specified("%t/%n.ctr-id")])]
+    entries: list[Line] = []
+    if not quadlet:
+        entries += [
+            ("Type", "notify"),
+            ("NotifyAccess", "all"),
+            ("Delegate", "yes"),
+            ("Environment", "PODMAN_SYSTEMD_UNIT=%n"),
+        ]
+    entries += [
+        ("Restart", service.restart),
+        ("RestartSec", "5s"),
+        ("TimeoutStartSec", "5min"),
+        ("TimeoutStopSec", str(service.stop_timeout_s + STOP_TIMEOUT_MARGIN_S)),
+    ]
+    if quadlet:
+        entries += [comment(QUADLET_KILL_MODE_COMMENT), ("KillMode", "control-group")]
+    if service.keeps_vms:
+        entries += [
+            *comments(KEEPS_VMS_COMMENT),
+            ("KillSignal", "SIGKILL"),
+            ("SuccessExitStatus", "143 SIGKILL"),
+        ]
+    else:
+        entries.append(("SuccessExitStatus", "143"))
+    if not quadlet:
+        entries.append(("ExecStartPre", exec_line(["/bin/rm", "-f", Specified("%t/%n.ctr-id")])))
     directories = [str(m.source) for m in service.mounts if m.create]
     if directories:
-        pre.append(exec_line(["/bin/mkdir", "-p", *directories]))
+        entries.append(("ExecStartPre", exec_line(["/bin/mkdir", "-p", *directories])))
     for secret in service.secrets:
         if secret.file is not None:
             name = podman_secret_name(service, secret.variable)
-            pre.append("-" + exec_line([podman, "secret", "rm", name]))
-            pre.append(exec_line([podman, "secret", "create", name, str(secret.file)]))
-    # one podman call stops (SIGTERM, then SIGKILL after -t) and removes the container: stop
-    # returns only when it is gone, and the restart downtime pays for one podman start-up, not two
-    stop = [podman, "rm", "-f", "--ignore", "-t", str(service.stop_timeout_s), CIDFILE]
-    return env.get_template(SERVICE_TEMPLATE).render(
-        marker=MARKER,
-        service=service,
-        source=str(service.source),
-        image=image,
-        target=TARGET_NAME,
-        version=__version__,
-        timeout_stop_s=service.stop_timeout_s + STOP_TIMEOUT_MARGIN_S,
-        start_limit_interval=options.start_limit_interval,
-        start_limit_burst=options.start_limit_burst,
-        exec_start_pre=pre,
-        exec_start=exec_line(podman_run_argv(service, image, podman), wrap=True),
-        exec_stop=exec_line(stop),
-    )
+            entries.append(("ExecStartPre", "-" + exec_line([podman, "secret", "rm", name])))
+            entries.append(("ExecStartPre", exec_line([podman, "secret", "create", name, str(secret.file)])))
+    timeout = str(service.stop_timeout_s)
+    if quadlet:
+        entries.append(("ExecStop", exec_line([podman, "stop", "--ignore", "-t", timeout, QUADLET_CIDFILE])))
+    else:
+        entries.append(("ExecStart", exec_line(podman_run_argv(service, image, podman), wrap=True)))
+        # one podman call stops (SIGTERM, then SIGKILL after -t) and removes the container: stop
+        # returns only when it is gone, and the restart downtime pays for one podman start-up, not two
+        entries.append(("ExecStop", exec_line([podman, "rm", "-f", "--ignore", "-t", timeout, CIDFILE])))
+    return entries
 
 
 def image_for(service: Service, options: RenderOptions) -> str:

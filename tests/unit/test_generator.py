@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.unit.execparse import parse_exec
+from tests.unit.test_render import verify
 
 IMG = "image: 127.0.0.1:5000/x:1\n"
 
@@ -71,12 +73,17 @@ def test_generator_reads_the_search_path_and_skips_broken_specs(tmp_path: Path) 
         "libvirt.service",
         "multi-user.target.wants",
     ]
-    # at boot the generator's stderr is lost (no journald yet): a unit repeats it into the journal
+    # at boot the generator's stderr is lost (no journald yet): a unit names the skipped files in
+    # the journal, with our own words only (a diagnostic may quote the spec)
     report = (normal / "compute-units-spec-errors.service").read_text()
     printed = parse_exec(report, "ExecStart", "compute-units-spec-errors.service")
-    assert printed[0][:2] == ["/usr/bin/printf", "%s\\n"]
-    assert printed[0][2:] == [
-        line.removeprefix("compute-units-generator: ") for line in result.stderr.splitlines()
+    assert printed[0] == [
+        "/usr/bin/printf",
+        "%s\\n",
+        f"skipped {broken}: 1 error(s)",
+        f"skipped {usr / 'needs-broken.yaml'}: 1 error(s)",
+        "run `compute-units validate` to see the errors; fix them and run `systemctl daemon-reload`",
+        "generated 2 service(s): libvirt, compute",
     ]
     assert printed[1] == ["/bin/false"]
     assert sorted(p.name for p in (normal / "multi-user.target.wants").iterdir()) == [
@@ -112,3 +119,29 @@ def test_generator_usage_error(tmp_path: Path) -> None:
         result.stderr
         == "compute-units-generator: usage: compute-units-generator NORMAL_DIR [EARLY_DIR LATE_DIR]\n"
     )
+
+
+def test_report_unit_carries_no_text_from_specs(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    usr = root / "usr/share/compute-units/services"
+    usr.mkdir(parents=True)
+    (usr / "good.yaml").write_text(IMG)
+    hostile = "HOSTILE $(reboot) %n\\nExecStartPre=/bin/evil"
+    (usr / "bad.yaml").write_text(IMG + f"restart: {json.dumps(hostile)}\nstop_timeout: never\n")
+    odd = usr / "odd\nExecStartPre=\x1b.yaml"
+    odd.write_text(IMG + "restart: sometimes\n")
+    result = run_generator(root, tmp_path / "gen")
+    assert result.returncode == 0
+    assert "HOSTILE $(reboot)" in result.stderr  # the diagnostics still go to the generator's log
+    normal = tmp_path / "gen/normal"
+    report = (normal / "compute-units-spec-errors.service").read_text()
+    assert "HOSTILE" not in report and "reboot" not in report and "sometimes" not in report
+    assert "ExecStartPre" not in "".join(line for line in report.splitlines() if "ExecStart=" not in line)
+    printed = parse_exec(report, "ExecStart", "compute-units-spec-errors.service")
+    assert printed[0][2:] == [
+        f"skipped {usr / 'bad.yaml'}: 2 error(s)",
+        f"skipped {usr}/odd\\nExecStartPre=\\x1b.yaml: 2 error(s)",  # a bad name too
+        "run `compute-units validate` to see the errors; fix them and run `systemctl daemon-reload`",
+        "generated 1 service(s): good",
+    ]
+    verify(normal)

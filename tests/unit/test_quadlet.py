@@ -360,6 +360,31 @@ def test_nova_compute_secrets_and_requires() -> None:
     same_container(service, text)
 
 
+def test_unit_and_service_sections_are_those_of_our_unit() -> None:
+    """One model: Quadlet's [Unit] and [Install] are our unit's; [Service] lacks only what Quadlet
+    writes itself and stops through Quadlet's cidfile."""
+    for service in load_examples().values():
+        ours = render.service_unit(service, render.RenderOptions())
+        _, groups = parse_unit(export(service))
+        assert groups["Unit"] == list(ours.section("Unit").entries)
+        assert groups["Install"] == list(ours.section("Install").entries)
+        own = {"Type", "NotifyAccess", "Delegate", "Environment", "ExecStart", "ExecStop"}
+        kept = [e for e in ours.section("Service").entries if e[0] not in own and e[0] != "#"]
+        kept.remove(("ExecStartPre", "/bin/rm -f %t/%n.ctr-id"))  # Quadlet's podman keeps its own cidfile
+        assert (
+            groups["Service"]
+            == [
+                *kept[:4],  # Restart=, RestartSec=, TimeoutStartSec=, TimeoutStopSec=
+                ("KillMode", "control-group"),
+                *kept[4:],
+                (
+                    "ExecStop",
+                    f"/usr/bin/podman stop --ignore -t {service.stop_timeout_s} --cidfile=%t/%N.cid",
+                ),
+            ]
+        )
+
+
 def test_podman_45_uses_secret_and_health_keys() -> None:
     services = load_examples()
     text = export(services["nova-compute"], (4, 5))

@@ -3,6 +3,7 @@ template overrides, and a property test over random valid specs."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -14,9 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from compute_units import render, spec
+from compute_units import render, spec, unitfile
 from compute_units.cli import app
 from compute_units.names import TARGET_NAME
+from compute_units.unitfile import Unit
 from tests.unit.execparse import parse_exec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -104,6 +106,46 @@ def test_seed_units_have_the_seed_flags(tmp_path: Path, root: Path) -> None:
     )
 
 
+def test_unit_model_prints_sections_in_order() -> None:
+    unit = Unit(
+        "x.service",
+        ("# header",),
+        (
+            unitfile.section("Unit", [("Description", "x"), unitfile.comment("why"), ("After", "a b")]),
+            unitfile.section("Install", [("WantedBy", "y.target")]),
+        ),
+    )
+    assert (
+        unit.text == "# header\n\n[Unit]\nDescription=x\n# why\nAfter=a b\n\n[Install]\nWantedBy=y.target\n"
+    )
+    assert unit.section("Unit").values("After") == ["a b"]
+    with pytest.raises(KeyError, match=r"x.service has no \[Service\] section"):
+        unit.section("Service")
+
+
+def test_service_unit_decides_every_line(root: Path) -> None:
+    services, _ = spec.load(spec.discover([EXAMPLES]), root=root)
+    text = render.render_all(services)
+    for service in services:
+        unit = render.service_unit(service, render.RenderOptions())
+        assert unit.name == service.unit
+        assert [s.name for s in unit.sections] == ["Unit", "Service", "Install"]
+        assert unit.text == text[service.unit]  # the built-in template prints the model as it is
+    keeps_vms = services.get("nova-libvirt")
+    assert keeps_vms is not None
+    libvirt = render.service_unit(keeps_vms, render.RenderOptions())
+    assert libvirt.section("Service").entries[8:12] == (
+        ("#", render.KEEPS_VMS_COMMENT[0]),
+        ("#", render.KEEPS_VMS_COMMENT[1]),
+        ("KillSignal", "SIGKILL"),
+        ("SuccessExitStatus", "143 SIGKILL"),
+    )
+    assert libvirt.section("Unit").values("Wants") == ["network-online.target", "systemd-machined.service"]
+    target = render.target_unit(services)
+    assert target.text == text[TARGET_NAME]
+    assert target.section("Unit").values("Wants") == [s.unit for s in services]
+
+
 TRICKY = [
     "plain",
     "with space",
@@ -162,20 +204,54 @@ def test_exec_start_round_trips_exact_argv(tmp_path: Path, root: Path) -> None:
     verify(out)
 
 
+def golden(name: str) -> str:
+    return (GOLDEN / name).read_text().replace("EXAMPLES", str(EXAMPLES))
+
+
 def test_template_override_by_name(tmp_path: Path, root: Path) -> None:
     templates = tmp_path / "templates"
     templates.mkdir()
-    shutil.copy(REPO / "templates/service.j2", templates / "service.j2")
-    text = (
-        (templates / "service.j2")
-        .read_text()
-        .replace("[Install]", "[Install]\nAlias={{ service.name }}-alias.service")
-    )
-    (templates / "service.j2").write_text(text)
+    builtin = (REPO / "templates/service.j2").read_text()
+    lines = '{{ section.lines | join("\\n") }}\n'
+    assert builtin.count(lines) == 1
+    extra = '{% if section.name == "Install" %}Alias={{ service.name }}-alias.service\n{% endif -%}\n'
+    (templates / "service.j2").write_text(builtin.replace(lines, lines + extra))
     out = tmp_path / "out"
     generate(EXAMPLES, root, out, "--templates", str(templates))
-    assert "Alias=nova-libvirt-alias.service" in (out / "nova-libvirt.service").read_text()
-    assert "Alias=" not in (out / TARGET_NAME).read_text()
+    assert (out / "nova-libvirt.service").read_text() == golden("nova-libvirt.service") + (
+        "Alias=nova-libvirt-alias.service\n"
+    )
+    assert (out / TARGET_NAME).read_text() == golden(TARGET_NAME)
+
+
+# the built-in templates as they were before the unit model (its variables, not `unit`)
+BEFORE_MODEL = Path(__file__).with_name("templates-before-model")
+
+
+def test_overrides_written_before_the_unit_model_still_work(tmp_path: Path, root: Path) -> None:
+    templates = tmp_path / "templates"
+    shutil.copytree(BEFORE_MODEL, templates)
+    old = (templates / "service.j2").read_text()
+    (templates / "service.j2").write_text(
+        old.replace("[Install]", "[Install]\nAlias={{ service.name }}-alias.service")
+    )
+    out = tmp_path / "out"
+    generate(EXAMPLES, root, out, "--templates", str(templates))
+    for name in ("nova-compute.service", "nova-libvirt.service", "nova-network.service"):
+        alias = f"Alias={name.removesuffix('.service')}-alias.service"
+        assert (out / name).read_text() == golden(name).replace("[Install]\n", f"[Install]\n{alias}\n")
+    assert (out / TARGET_NAME).read_text() == golden(TARGET_NAME)
+    # every variable they use still has its old value: unchanged, they print the very same units
+    (templates / "service.j2").write_text(old)
+    generate(EXAMPLES, root, out)
+    builtin = {p.name: p.read_text() for p in out.iterdir() if p.is_file()}
+    generate(EXAMPLES, root, out, "--templates", str(templates))
+    assert {p.name: p.read_text() for p in out.iterdir() if p.is_file()} == builtin
+    services, _ = spec.load(spec.discover([EXAMPLES]), root=root)
+    pinned = render.RenderOptions(pins={"nova-libvirt": "r.example/libvirt@sha256:1"}, start_limit_burst=3)
+    assert render.render_all(services, pinned) == render.render_all(
+        services, dataclasses.replace(pinned, template_dirs=(templates,))
+    )
 
 
 def test_template_with_undefined_variable_fails_cleanly(tmp_path: Path, root: Path) -> None:
