@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Iterable
 
+from ..errors import UsageError
 from ..model import ImageRef
 
 TOP_KEYS = (
@@ -114,6 +115,28 @@ def parse_image(text: str) -> tuple[ImageRef | None, str | None]:
     if not REPO_RE.match(rest):
         return None, f"bad repository name '{rest}'"
     return ImageRef(registry, rest, tag, digest), None
+
+
+def check_image_reference(text: str) -> ImageRef:
+    """An image reference given on a command line (`upgrade --image`), checked like a spec's image.
+
+    Stricter than a spec in one way: a reference that names no registry is refused, not warned
+    about (`--image busybox` would go to whichever public registry podman is configured to ask).
+    Raises `UsageError` with the message a spec gets.
+    """
+    if text.startswith("-"):
+        raise UsageError(
+            f"'{text}' is an option, not an image reference", hint="give --image REGISTRY/NAME:TAG"
+        )
+    bad = bad_char(text)
+    if bad is not None:
+        raise UsageError(f"invalid image reference: it contains {bad}")
+    image, reason = parse_image(text)
+    if image is None:
+        raise UsageError(f"invalid image reference '{text}': {reason}")
+    if image.registry is None:
+        raise UsageError(f"'{text}' names no registry", hint=no_registry_hint(text))
+    return image
 
 
 def no_registry_hint(text: str) -> str:
