@@ -200,11 +200,33 @@ _PASS_VALUED = [
 _PASS_BOOLEAN = ("--oom-kill-disable", "--read-only", "--read-only-tmpfs", "--no-hosts", "--http-proxy")
 
 
+_REFUSED_PASS = {
+    "--cap-add": CAPS_REASON,
+    "--security-opt": SECURITY_REASON,
+    "--cgroup-conf": CGROUP_REASON,
+    **dict.fromkeys(
+        (
+            "--user",
+            "--userns",
+            "--group-add",
+            "--uidmap",
+            "--gidmap",
+            "--subuidname",
+            "--subgidname",
+            "--hostuser",
+            "--passwd-entry",
+        ),
+        USERS_REASON,
+    ),
+}
+_OWNED_PASS = {"--device-cgroup-rule": "devices"}
+
+
 def _passed() -> list[PodmanOption]:
     result = []
     for item in _PASS_VALUED:
         flag, *aliases = item.split(":")
-        result.append(_o(flag, True, *aliases))
+        result.append(_o(flag, True, *aliases, reason=_REFUSED_PASS.get(flag), owner=_OWNED_PASS.get(flag)))
     return result + [_o(flag, False) for flag in _PASS_BOOLEAN]
 
 
@@ -254,7 +276,10 @@ def _dropped() -> list[PodmanOption]:
         _o("--help", False, reason="--help is not a container option"),
     ]
     errors = [PodmanOption(o.flag, o.takes_value, reason=o.reason, import_error=True) for o in errors]
-    return [_o(flag, reason=why) for flag, why in r.items()] + booleans + errors
+    owners = {"--volumes-from": "mounts", "--env-merge": "environment", "--env-host": "environment"}
+    dropped = [_o(flag, reason=why, owner=owners.get(flag)) for flag, why in r.items()]
+    booleans = [PodmanOption(o.flag, False, reason=o.reason, owner=owners.get(o.flag)) for o in booleans]
+    return dropped + booleans + errors
 
 
 OPTIONS: tuple[PodmanOption, ...] = (*_typed(), *_systemd(), *_terminal(), *_passed(), *_dropped())

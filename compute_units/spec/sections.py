@@ -338,11 +338,8 @@ class SectionChecker(NodeChecker):
                     "the container's argv goes in command:",
                 )
                 continue
-            option = value.split("=", 1)[0]
-            known = options.lookup(option)
-            refusal = known.refusal(option) if known is not None and (known.owner or known.systemd) else None
-            if refusal is not None:
-                self.error(node, key, *refusal)
+            option, eq, _ = value.partition("=")
+            if not self.podman_option(option, bool(eq), node, key):
                 continue
             if option in ("--label", "-l") and value.split("=", 1)[-1].startswith("compute-units."):
                 self.error(node, key, "labels compute-units.* are set by compute-units")
@@ -365,3 +362,24 @@ class SectionChecker(NodeChecker):
                 continue
             result.append(value)
         return result
+
+    def podman_option(self, option: str, has_value: bool, node: yaml.Node, key: str) -> bool:
+        """Is `option` one podman_args may carry (given with a value when it takes one)?"""
+        known = options.lookup(option)
+        if known is None:
+            self.error(
+                node,
+                key,
+                f"unknown podman option '{option}'",
+                "podman_args takes only the options listed in docs/spec-limits.md, each in one item "
+                "(--opt=value)",
+            )
+            return False
+        refusal = known.refusal(option)
+        if refusal is not None:
+            self.error(node, key, *refusal)
+            return False
+        if known.takes_value and not has_value:
+            self.error(node, key, f"{option} needs a value", f"write {option}=VALUE in one item")
+            return False
+        return True

@@ -700,9 +700,7 @@ def test_namespaces_mounts_devices_and_pass_through() -> None:
         ],
         "devices": ["/dev/kvm", "/dev/net/tun"],
         "podman_args": [
-            "--cap-add=SYS_ADMIN",
             "--ulimit=nofile=4096",
-            "--security-opt=label=disable",
             "--read-only",
             "--label=tier=compute",
         ],
@@ -718,6 +716,10 @@ def test_namespaces_mounts_devices_and_pass_through() -> None:
         "host paths",
         "<command line>: warning: --device=/dev/sda:/dev/xvda: not imported: devices are passed at the same path "
         "with full access (rwm) only",
+        "<command line>: warning: --cap-add=SYS_ADMIN: not imported: capabilities are part of the privilege "
+        "model; use privileged: true",
+        "<command line>: warning: --security-opt=label=disable: not imported: security options change the "
+        "privilege model; use privileged: true",
         "<command line>: warning: --label=compute-units.service=x: not imported: labels compute-units.* are set by "
         "compute-units",
         "<command line>: warning: --init: not imported: podman refuses --init with the host PID namespace",
