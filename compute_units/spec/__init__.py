@@ -10,6 +10,7 @@ shapes), `sections` and `service` (building a `Service`), `link` (requires and o
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
@@ -19,6 +20,7 @@ from ..errors import Diagnostic, Location, SpecError
 from ..model import Service, ServiceSet
 from .link import link
 from .service import ServiceChecker
+from .trust import Untrusted, read_trusted
 from .values import (
     NAME_RE,
     PODMAN_SECRET_RE,
@@ -47,6 +49,9 @@ __all__ = [
     "parse_image",
     "parse_text",
 ]
+
+# a fragment of the file quoted in a YAML error (a character, an alias or anchor name): never shown
+_QUOTED = re.compile(r"(found|alias|anchor|handle|character) '(?!<)[^']*'")
 
 try:
     _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
@@ -86,8 +91,9 @@ def discover(paths: Sequence[Path]) -> list[Path]:
 
 
 def _is_mask(path: Path) -> bool:
+    """An empty regular file, or a symlink to /dev/null (fifos and devices are not masks)."""
     try:
-        return path.resolve() == Path("/dev/null") or path.stat().st_size == 0
+        return path.resolve() == Path("/dev/null") or (path.is_file() and path.stat().st_size == 0)
     except OSError:
         return False
 
@@ -97,16 +103,17 @@ def load(
     *,
     root: Path = Path("/"),
     strict_files: bool = True,
+    owner_uid: int = 0,
 ) -> tuple[ServiceSet, list[Diagnostic]]:
     """Load and validate every spec; raise `SpecError` with all errors, or return services + warnings."""
-    services, diagnostics = load_lenient(paths, root=root, check_files=strict_files)
+    services, diagnostics = load_lenient(paths, root=root, check_files=strict_files, owner_uid=owner_uid)
     if any(d.severity == "error" for d in diagnostics):
         raise SpecError(diagnostics=diagnostics)
     return services, diagnostics
 
 
 def load_lenient(
-    paths: Sequence[Path], *, root: Path = Path("/"), check_files: bool = True
+    paths: Sequence[Path], *, root: Path = Path("/"), check_files: bool = True, owner_uid: int = 0
 ) -> tuple[ServiceSet, list[Diagnostic]]:
     """Like `load`, but drop services with errors instead of failing (the generator's mode).
 
@@ -116,7 +123,7 @@ def load_lenient(
     parsed: list[Service] = []
     broken: set[str] = set()  # names (file stems) of specs with errors, to explain their dependents
     for path in paths:
-        service, problems = parse_file(path, root=root, check_files=check_files)
+        service, problems = parse_file(path, root=root, check_files=check_files, owner_uid=owner_uid)
         diagnostics.extend(problems)
         if service is not None and not any(p.severity == "error" for p in problems):
             parsed.append(service)
@@ -128,10 +135,13 @@ def load_lenient(
 
 
 def parse_file(
-    path: Path, *, root: Path = Path("/"), check_files: bool = True
+    path: Path, *, root: Path = Path("/"), check_files: bool = True, owner_uid: int = 0
 ) -> tuple[Service | None, list[Diagnostic]]:
+    """One spec file, read only when it can be trusted (see `trust`): owned by `owner_uid`."""
     try:
-        data = path.read_bytes()
+        data = read_trusted(path, owner_uid=owner_uid)
+    except Untrusted as exc:
+        return None, [exc.diagnostic]
     except OSError as exc:
         return None, [Diagnostic(Location(path), "", f"cannot read spec: {exc.strerror}")]
     return parse_text(data, path, root=root, check_files=check_files)
@@ -145,7 +155,7 @@ def parse_text(
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = Location(path, mark.line + 1, mark.column + 1) if mark else Location(path)
-        problem = exc.problem or exc.context or "invalid YAML"
+        problem = _QUOTED.sub(r"\1", exc.problem or exc.context or "invalid YAML")  # no file content
         return None, [Diagnostic(loc, "", f"YAML syntax error: {problem}")]
     except yaml.reader.ReaderError as exc:
         text = data.decode(errors="replace") if isinstance(data, bytes) else data

@@ -134,13 +134,16 @@ class NodeChecker:
         return value
 
 
-def kind(node: yaml.Node) -> str:
+def kind(node: yaml.Node, show: bool = True) -> str:
+    """What a node is, for a message; with `show`, a scalar's value is quoted."""
     if isinstance(node, yaml.MappingNode):
         return "a mapping"
     if isinstance(node, yaml.SequenceNode):
         return "a list"
     if node.tag == "tag:yaml.org,2002:null":
         return "nothing (null)"
+    if not show:
+        return "a string" if node.tag == "tag:yaml.org,2002:str" else "a scalar"
     if node.tag == "tag:yaml.org,2002:str":
         return f"the string '{node.value}'"
     return f"'{node.value}'"

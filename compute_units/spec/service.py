@@ -11,7 +11,7 @@ import yaml
 
 from ..errors import Location
 from ..model import NAMESPACES, RESTART_VALUES, ImageRef, Mount, Service
-from .nodes import Field
+from .nodes import Field, kind
 from .sections import SectionChecker
 from .values import NAME_RE, TOP_KEYS, did_you_mean, no_registry_hint, parse_image
 
@@ -22,6 +22,18 @@ class ServiceChecker(SectionChecker):
     def service(self, root_node: yaml.Node | None) -> Service | None:
         if root_node is None:
             self.error(None, "", "spec is empty", "a spec needs at least 'image'")
+            return None
+        # not a spec at all: say so without quoting the file (it may be anything, even /etc/shadow)
+        if not isinstance(root_node, yaml.MappingNode):
+            self.error(root_node, "", f"expected a mapping, got {kind(root_node, False)}")
+            return None
+        if not any(isinstance(k, yaml.ScalarNode) and k.value in TOP_KEYS for k, _ in root_node.value):
+            self.error(
+                root_node,
+                "",
+                "not a service spec: none of its keys is a spec key",
+                "a spec needs at least 'image'",
+            )
             return None
         top = self.mapping(root_node, "", TOP_KEYS)
         if top is None:
