@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from ..errors import Diagnostic, Location
-from .values import bad_char, did_you_mean, normal_path, parse_duration_ms
+from .values import MAX_ITEMS, MAX_STRING, bad_char, did_you_mean, normal_path, parse_duration_ms
 
 
 @dataclass
@@ -45,6 +45,8 @@ class NodeChecker:
         if not isinstance(node, yaml.MappingNode):
             self.error(node, key, f"expected a mapping, got {kind(node)}")
             return None
+        if not self.count(node, key):
+            return None
         result: dict[str, Field] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
@@ -66,7 +68,16 @@ class NodeChecker:
             result[name] = Field(name, value_node)
         return result
 
-    def string(self, node: yaml.Node, key: str, *, allow_empty: bool = False) -> str | None:
+    def count(self, node: yaml.MappingNode | yaml.SequenceNode, key: str) -> bool:
+        """At most MAX_ITEMS entries?"""
+        if len(node.value) > MAX_ITEMS:
+            self.error(node, key, f"has {len(node.value)} entries; the limit is {MAX_ITEMS}")
+            return False
+        return True
+
+    def string(
+        self, node: yaml.Node, key: str, *, allow_empty: bool = False, limit: int = MAX_STRING
+    ) -> str | None:
         if not isinstance(node, yaml.ScalarNode):
             self.error(node, key, f"expected a string, got {kind(node)}")
             return None
@@ -80,6 +91,9 @@ class NodeChecker:
             return None
         if not value and not allow_empty:
             self.error(node, key, "must not be empty")
+            return None
+        if len(value) > limit:
+            self.error(node, key, f"value is {len(value)} characters long; the limit is {limit}")
             return None
         return value
 
@@ -99,6 +113,8 @@ class NodeChecker:
             return []
         if not isinstance(node, yaml.SequenceNode):
             self.error(node, key, f"expected a list, got {kind(node)}")
+            return None
+        if not self.count(node, key):
             return None
         items: list[tuple[str, yaml.Node]] = []
         for index, item in enumerate(node.value):

@@ -14,6 +14,7 @@ from .nodes import Field, NodeChecker, kind
 from .values import (
     ENV_NAME_RE,
     HEALTH_KEYS,
+    MAX_ENV_VALUE,
     MODULE_RE,
     MOUNT_KEYS,
     PODMAN_SECRET_RE,
@@ -32,6 +33,8 @@ class SectionChecker(NodeChecker):
             return []
         if not isinstance(f.node, yaml.SequenceNode):
             self.error(f.node, "mounts", f"expected a list, got {kind(f.node)}")
+            return []
+        if not self.count(f.node, "mounts"):
             return []
         mounts: list[Mount] = []
         targets: dict[PurePosixPath, int] = {}
@@ -157,7 +160,7 @@ class SectionChecker(NodeChecker):
                     f"'{entry.node.value}' is passed as the string '{entry.node.value}'",
                     "quote it to make that explicit",
                 )
-            value = self.string(entry.node, key, allow_empty=True)
+            value = self.string(entry.node, key, allow_empty=True, limit=MAX_ENV_VALUE)
             if value is not None:
                 result.append((name, value))
         return result

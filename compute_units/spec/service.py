@@ -13,7 +13,15 @@ from ..errors import Location
 from ..model import NAMESPACES, RESTART_VALUES, ImageRef, Mount, Service
 from .nodes import Field, kind
 from .sections import SectionChecker
-from .values import NAME_RE, TOP_KEYS, did_you_mean, no_registry_hint, parse_image
+from .values import (
+    MAX_DESCRIPTION,
+    MAX_EXEC_START,
+    NAME_RE,
+    TOP_KEYS,
+    did_you_mean,
+    no_registry_hint,
+    parse_image,
+)
 
 
 class ServiceChecker(SectionChecker):
@@ -43,7 +51,7 @@ class ServiceChecker(SectionChecker):
         image = self.image(get("image"), root_node)
         description = ""
         if (f := get("description")) is not None:
-            description = self.string(f.node, "description", allow_empty=True) or ""
+            description = self.string(f.node, "description", allow_empty=True, limit=MAX_DESCRIPTION) or ""
         command = self.command(get("command"))
         namespaces = self.namespaces(get("host_namespaces"))
         privileged = False
@@ -72,29 +80,46 @@ class ServiceChecker(SectionChecker):
 
         if name is None or image is None or any(d.severity == "error" for d in self.diagnostics):
             return None
-        service = Service(
-            name=name,
-            image=image,
-            source=self.path,
-            location=self.loc(name_node) if name_node is not None else Location(self.path, 1, 1),
-            description=description,
-            command=command,
-            host_namespaces=tuple(namespaces),
-            privileged=privileged,
-            mounts=tuple(mounts),
-            devices=tuple(devices),
-            environment=tuple(environment),
-            secrets=tuple(secrets),
-            requires=tuple(requires),
-            requires_at=tuple(requires_at),
-            health=health,
-            stop_timeout_s=stop_timeout_s,
-            restart=restart,
-            keeps_vms=keeps_vms,
-            preflight=preflight,
-            podman_args=tuple(podman_args),
+        service = self.within_exec_limit(
+            root_node,
+            Service(
+                name=name,
+                image=image,
+                source=self.path,
+                location=self.loc(name_node) if name_node is not None else Location(self.path, 1, 1),
+                description=description,
+                command=command,
+                host_namespaces=tuple(namespaces),
+                privileged=privileged,
+                mounts=tuple(mounts),
+                devices=tuple(devices),
+                environment=tuple(environment),
+                secrets=tuple(secrets),
+                requires=tuple(requires),
+                requires_at=tuple(requires_at),
+                health=health,
+                stop_timeout_s=stop_timeout_s,
+                restart=restart,
+                keeps_vms=keeps_vms,
+                preflight=preflight,
+                podman_args=tuple(podman_args),
+            ),
         )
-        return with_hash(service)
+        return with_hash(service) if service is not None else None
+
+    def within_exec_limit(self, root_node: yaml.Node, service: Service) -> Service | None:
+        """The service, unless its podman run command line would exceed MAX_EXEC_START characters."""
+        length = exec_start_length(service)
+        if length <= MAX_EXEC_START:
+            return service
+        self.error(
+            root_node,
+            "",
+            f"the unit's podman run command line would be about {length} characters long; "
+            f"the limit is {MAX_EXEC_START}",
+            "put large values in files mounted into the container",
+        )
+        return None
 
     def name(self, name_field: Field | None) -> tuple[str | None, yaml.Node | None]:
         if name_field is not None:
@@ -261,3 +286,15 @@ def _jsonable(value: object) -> object:
     if hasattr(value, "__dataclass_fields__"):
         return {k: getattr(value, k) for k in value.__dataclass_fields__}
     return str(value)
+
+
+def exec_start_length(service: Service) -> int:
+    """An upper estimate of the length of the unit's ExecStart= line (quoting doubles at most)."""
+    words: list[str] = [str(service.image), *(service.command or ())]
+    words += [f"{k}={v}" for k, v in service.environment]
+    words += [f"{m.source}:{m.target}:rshared,ro" for m in service.mounts]
+    words += [str(d) for d in service.devices] + list(service.podman_args)
+    words += [f"{s.variable}{s.file or ''}{s.podman_secret or ''}" for s in service.secrets]
+    words += list(service.health.command) if service.health is not None else []
+    overhead = 1024 + 64 * len(words)  # compute-units' own options, option names, quotes
+    return 2 * sum(len(w) for w in words) + overhead

@@ -38,6 +38,13 @@ HEALTH_KEYS = ("command", "interval", "timeout", "start_period", "retries")
 PREFLIGHT_KEYS = ("kernel_modules", "host_units_inactive", "paths")
 SECRET_KEYS = ("file", "podman_secret")
 
+# Limits: far below what systemd accepts (a unit file line may be 1 MiB), far above any real spec.
+MAX_DESCRIPTION = 1024  # characters; systemd shows it in every status line
+MAX_STRING = 4096  # characters, any other string value (paths, argv items, names, podman_args items)
+MAX_ENV_VALUE = 16384  # characters, one environment value
+MAX_ITEMS = 256  # entries of one list or mapping (mounts, devices, environment, secrets, command, ...)
+MAX_EXEC_START = 131072  # characters, the whole podman run command line of the unit
+
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]*\Z")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 MODULE_RE = re.compile(r"[A-Za-z0-9_-]+\Z")

@@ -626,6 +626,72 @@ CASES: list[tuple[str, dict[str, str], list[str]]] = [
         ],
     ),
     (
+        "description-too-long",
+        {"svc.yaml": IMG + "description: " + "d" * 1025 + "\n"},
+        [
+            "{dir}/svc.yaml:2:14: description: value is 1025 characters long; the limit is 1024",
+            "compute-units: 1 error(s); nothing was written.",
+        ],
+    ),
+    (
+        "string-too-long",
+        {"svc.yaml": IMG + "command: [/bin/x, " + "a" * 4097 + "]\n"},
+        [
+            "{dir}/svc.yaml:2:19: command[1]: value is 4097 characters long; the limit is 4096",
+            "compute-units: 1 error(s); nothing was written.",
+        ],
+    ),
+    (
+        "environment-value-too-long",
+        {"svc.yaml": IMG + "environment:\n  A: " + "v" * 16385 + "\n"},
+        [
+            "{dir}/svc.yaml:3:6: environment.A: value is 16385 characters long; the limit is 16384",
+            "compute-units: 1 error(s); nothing was written.",
+        ],
+    ),
+    (
+        "too-many-mounts",
+        {"svc.yaml": IMG + "mounts: [" + ", ".join(f"/m{i}:/m{i}" for i in range(257)) + "]\n"},
+        [
+            "{dir}/svc.yaml:2:9: mounts: has 257 entries; the limit is 256",
+            "compute-units: 1 error(s); nothing was written.",
+        ],
+    ),
+    (
+        "too-many-command-args",
+        {"svc.yaml": IMG + "command: [" + ", ".join(["a"] * 257) + "]\n"},
+        [
+            "{dir}/svc.yaml:2:10: command: has 257 entries; the limit is 256",
+            "compute-units: 1 error(s); nothing was written.",
+        ],
+    ),
+    (
+        "too-many-environment-variables",
+        {"svc.yaml": IMG + "environment: {" + ", ".join(f"V{i}: x" for i in range(257)) + "}\n"},
+        [
+            "{dir}/svc.yaml:2:14: environment: has 257 entries; the limit is 256",
+            "compute-units: 1 error(s); nothing was written.",
+        ],
+    ),
+    (
+        "too-many-podman-args",
+        {"svc.yaml": IMG + "podman_args: [" + ", ".join(["--read-only"] * 257) + "]\n"},
+        [
+            "{dir}/svc.yaml:2:14: podman_args: has 257 entries; the limit is 256",
+            "compute-units: 1 error(s); nothing was written.",
+        ],
+    ),
+    (
+        "exec-start-too-long",
+        {"svc.yaml": IMG + "environment:\n" + "".join(f"  V{i}: {'x' * 16000}\n" for i in range(5))},
+        [
+            "{dir}/svc.yaml:1:1: the unit's podman run command line would be about 161496 characters long; "
+            "the limit is 131072",
+            "    hint: put large values in files mounted into the container",
+            "compute-units: 1 error(s); nothing was written.",
+        ],
+    ),
+    (
         "many-errors-one-file",
         {"svc.yaml": "imagee: x\nprivileged: maybe\nmounts: [relative:/x]\nrestart: sometimes\n"},
         [
