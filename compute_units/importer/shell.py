@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from ..errors import Diagnostic, Location
 from .results import ImportFailed, at, problem
 
+MAX_SCRIPT_CHARACTERS = 1024 * 1024  # far more than any script of run lines
 REFERENCE_RE = re.compile(r"\$(?:[A-Za-z_{(]|[0-9@*#?!$-])|`")
 _VARIABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9@*#?!$-]")
 
@@ -41,6 +42,9 @@ class CommandLine:
 
 def split_script(text: str, source: str = "") -> list[CommandLine]:
     """Split shell text into simple commands; raise ImportFailed for syntax we do not handle."""
+    if len(text) > MAX_SCRIPT_CHARACTERS:
+        limit = f"the limit is {MAX_SCRIPT_CHARACTERS // 1024} KiB"
+        raise ImportFailed([problem(at(source, 1), f"the script is {len(text)} characters long; {limit}")])
     return _ShellSplitter(text, source).run()
 
 
