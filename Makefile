@@ -14,7 +14,7 @@ APT_PACKAGES = podman crun conmon uidmap systemd-container dbus debootstrap busy
 	docker-registry libsystemd-dev pkg-config gcc python3-dev python3-venv rpm rpmlint curl
 PYTEST_ARGS ?=
 
-.PHONY: deps apt pip lint test unit integration demo bench rpm clean
+.PHONY: deps apt pip lint test unit integration fuzz demo bench rpm clean
 
 deps: apt pip
 
@@ -48,6 +48,10 @@ unit: pip
 
 integration: deps
 	$(PY) -m pytest -q -m integration $(PYTEST_ARGS)
+
+# a long fuzz campaign of the spec loader and the importer (20,000 examples per test)
+fuzz: pip
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_fuzz.py $(PYTEST_ARGS)
 
 demo: deps
 	$(PY) -m tests.demo

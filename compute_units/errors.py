@@ -56,30 +56,32 @@ class ComputeUnitsError(Exception):
 
 @dataclass(frozen=True, order=True)
 class Location:
-    """A position in a spec file (1-based line and column)."""
+    """A position in a spec file or script (1-based line and column; 0: not known, not shown)."""
 
     path: Path
     line: int = 1
     column: int = 1
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}:{self.column}"
+        line = f":{self.line}" if self.line else ""
+        column = f":{self.column}" if self.line and self.column else ""
+        return f"{self.path}{line}{column}"
 
 
 @dataclass(frozen=True)
 class Diagnostic:
-    """One problem found in a spec: where, which key, what, and how to fix it."""
+    """One problem found in a spec or a command line: where, which key, what, and how to fix it."""
 
     location: Location
     key: str
     message: str
     hint: str | None = None
-    severity: str = "error"  # "error" or "warning"
+    severity: str = "error"  # "error", "warning" or "note"
 
     def format(self) -> str:
         prefix = f"{self.location}: "
-        if self.severity == "warning":
-            prefix += "warning: "
+        if self.severity != "error":
+            prefix += f"{self.severity}: "
         text = f"{prefix}{self.key}: {self.message}" if self.key else f"{prefix}{self.message}"
         if self.hint:
             text += f"\n    hint: {self.hint}"

@@ -40,7 +40,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from . import render
+from . import options, render
 from .errors import UsageError
 from .model import Service
 from .names import TARGET_NAME
@@ -50,15 +50,11 @@ MIN_VERSION = (4, 4)
 NATIVE_KEYS_VERSION = (4, 5)  # Secret=, HealthCmd=..., LogDriver=
 
 # podman run options Quadlet itself passes (with its own values): left out
-_QUADLET_SETS = {"--cidfile", "--cgroups", "--rm", "--sdnotify", "-d", "--replace"}
-_HEALTH_KEYS = {
-    "--health-cmd": "HealthCmd",
-    "--health-interval": "HealthInterval",
-    "--health-timeout": "HealthTimeout",
-    "--health-start-period": "HealthStartPeriod",
-    "--health-retries": "HealthRetries",
+_QUADLET_SETS = {
+    n for o in options.OPTIONS if o.quadlet == options.QUADLET_SETS for n in (o.flag, *o.aliases)
 }
-_NO_KEY = ("--pid", "--ipc", "--uts", "--cgroupns", "--privileged")
+_HEALTH_KEYS = {o.flag: o.quadlet for o in options.OPTIONS if o.owner == "health" and o.quadlet}
+_NO_KEY = tuple(o.flag for o in options.OPTIONS if o.quadlet == options.NO_QUADLET_KEY)
 _PLAIN = re.compile(r"[A-Za-z0-9/_.:,+=@-]+\Z")  # safe raw in Volume=/AddDevice= and RequiresMountsFor=
 _NEEDS_QUOTES = re.compile(r"[\s\"'\\]")
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import jinja2
 
-from . import __version__
+from . import __version__, options
 from .errors import UsageError
-from .model import Service, ServiceSet
+from .model import NAMESPACES, Service, ServiceSet
 from .names import MARKER, TARGET_NAME
 from .unitfile import Line, Unit, comment, comments, section
 
@@ -301,14 +301,7 @@ def podman_run_argv(service: Service, image: str, podman: str = "/usr/bin/podman
         f"--label=compute-units.service={service.name}",
         f"--label=compute-units.spec-hash={service.spec_hash}",
     ]
-    flags = {
-        "pid": "--pid=host",
-        "network": "--network=host",
-        "ipc": "--ipc=host",
-        "uts": "--uts=host",
-        "cgroup": "--cgroupns=host",
-    }
-    argv += [flags[ns] for ns in ("pid", "network", "ipc", "uts", "cgroup") if ns in service.host_namespaces]
+    argv += [options.namespace_flag(ns) for ns in NAMESPACES if ns in service.host_namespaces]
     if service.privileged:
         argv.append("--privileged")
     argv += [f"--volume={m.volume_arg()}" for m in service.mounts]

@@ -16,18 +16,12 @@ from typing import Annotated
 import typer
 
 from .. import importer
-from ..errors import InstallError, UsageError
-from ..importer import ImportFailed, Message
+from ..errors import Diagnostic, InstallError, UsageError
+from ..importer import ImportFailed
+from ..importer.results import COMMAND_LINE, problem
 from .common import RootOpt, SpecOpt, make_context, out, print_diagnostics, reporting, select
 
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite files that exist already.")]
-
-
-def _fail(problems: list[Message]) -> typer.Exit:
-    for problem in problems:
-        print(problem.format(), file=sys.stderr)
-    print(f"compute-units: {len(problems)} error(s); nothing was written.", file=sys.stderr)
-    return typer.Exit(2)
 
 
 def _write(path: Path, text: str, mode: int) -> None:
@@ -93,11 +87,8 @@ def import_cmd(
     Options that a spec cannot express are reported and left out; safe ones (limits, capabilities,
     security options, user, workdir, ...) are copied to podman_args as --opt=value.
     """
-    with reporting(False):
-        try:
-            _import(line or [], script, output_dir, secrets_dir, command or [], root, force)
-        except ImportFailed as exc:
-            raise _fail(exc.problems) from None
+    with reporting(False):  # ImportFailed is a SpecError: its diagnostics, then "nothing was written"
+        _import(line or [], script, output_dir, secrets_dir, command or [], root, force)
 
 
 def _import(
@@ -129,14 +120,14 @@ def _import(
     overrides = importer.parse_overrides(command)
 
     env_files: dict[str, str] = {}
-    problems: list[Message] = []
+    problems: list[Diagnostic] = []
     for name in importer.env_files_of(commands):
         path = base / name
         try:
             env_files[name] = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            problems.append(Message("error", "", f"--env-file {name}: cannot read {path}: {reason}"))
+            problems.append(problem(COMMAND_LINE, f"--env-file {name}: cannot read {path}: {reason}"))
     if problems:
         raise ImportFailed(problems)
 
@@ -149,41 +140,12 @@ def _import(
     spec_files = [(output_dir / f"{s.name}.yaml", s.text) for s in specs] if output_dir else []
     for path, _ in spec_files:
         if path.exists() and not force:
-            problems.append(Message("error", "", f"{path} exists", "pass --force to overwrite it"))
-    secret_files: dict[Path, str] = {}
-    secret_messages: list[Message] = []
-    for imported in specs:
-        for secret in imported.secrets:
-            path = directory / secret.path.name
-            label = f"secret {secret.variable} of {imported.name}"
-            if secret.value is None:
-                if path.exists():
-                    text = (
-                        f"{label}: the value ({secret.origin}) is not known here; {path} exists and is used"
-                    )
-                    secret_messages.append(Message("note", secret.where, text))
-                else:
-                    text = f"{label}: the value is {secret.origin}, not known here; no file written"
-                    hint = f"create {path} (mode 0600) with the real value before `compute-units generate`"
-                    secret_messages.append(Message("warning", secret.where, text, hint))
-                continue
-            if path in secret_files:
-                continue
-            unchanged = _read(path) == secret.value
-            if path.exists() and not unchanged and not force:
-                hint = "pass --force to overwrite it"
-                problems.append(
-                    Message("error", secret.where, f"{label}: {path} exists with another value", hint)
-                )
-            secret_files[path] = secret.value
-            verb = "is already in" if unchanged else "written to"
-            text = f"{label}: value {verb} {path} (mode 0600), not to the spec"
-            secret_messages.append(Message("warning", secret.where, text))
+            problems.append(problem(COMMAND_LINE, f"{path} exists", "pass --force to overwrite it"))
+    secret_files, secret_messages = _plan_secrets(specs, directory, force, problems)
     if problems:
         raise ImportFailed(problems)
 
-    for message in [*messages, *secret_messages]:
-        print(message.format(), file=sys.stderr)
+    print_diagnostics([*messages, *secret_messages])
     if secret_files:
         _secrets_dir(directory)
         for path, value in secret_files.items():
@@ -199,6 +161,40 @@ def _import(
     for path, text in spec_files:
         _write(path, text, 0o644)
         out.print(f"wrote {path}", markup=False)
+
+
+def _plan_secrets(
+    specs: list[importer.ImportedSpec], directory: Path, force: bool, problems: list[Diagnostic]
+) -> tuple[dict[Path, str], list[Diagnostic]]:
+    """The secret files to write, and what to tell about each secret (conflicts go to `problems`)."""
+    secret_files: dict[Path, str] = {}
+    secret_messages: list[Diagnostic] = []
+    for imported in specs:
+        for secret in imported.secrets:
+            path = directory / secret.path.name
+            label = f"secret {secret.variable} of {imported.name}"
+            if secret.value is None:
+                if path.exists():
+                    text = (
+                        f"{label}: the value ({secret.origin}) is not known here; {path} exists and is used"
+                    )
+                    secret_messages.append(problem(secret.where, text, severity="note"))
+                else:
+                    text = f"{label}: the value is {secret.origin}, not known here; no file written"
+                    hint = f"create {path} (mode 0600) with the real value before `compute-units generate`"
+                    secret_messages.append(problem(secret.where, text, hint, "warning"))
+                continue
+            if path in secret_files:
+                continue
+            unchanged = _read(path) == secret.value
+            if path.exists() and not unchanged and not force:
+                hint = "pass --force to overwrite it"
+                problems.append(problem(secret.where, f"{label}: {path} exists with another value", hint))
+            secret_files[path] = secret.value
+            verb = "is already in" if unchanged else "written to"
+            text = f"{label}: value {verb} {path} (mode 0600), not to the spec"
+            secret_messages.append(problem(secret.where, text, severity="warning"))
+    return secret_files, secret_messages
 
 
 def _read(path: Path) -> str | None:
@@ -219,7 +215,7 @@ def _secrets_dir(directory: Path) -> None:
         raise InstallError(f"cannot create {directory}: {exc.strerror}") from exc
     if mode & 0o077:
         message = f"secrets directory {directory} is accessible by group or others (mode {mode:04o})"
-        print(Message("warning", "", message, f"chmod 0700 {directory}").format(), file=sys.stderr)
+        print_diagnostics([problem(COMMAND_LINE, message, f"chmod 0700 {directory}", "warning")])
 
 
 def export_cmd(

@@ -189,31 +189,31 @@ def test_seed_line_imports_to_a_unit_with_the_same_effective_flags(tmp_path: Pat
 
     hint = "create {root}/etc/compute-units/secrets/{name} (mode 0600) with the real value before `compute-units generate`"
     env_warning = (
-        "compute-units: warning: environment {0}: '$SERVICE_HOST' refers to a shell variable, written as-is; "
+        "<command line>: warning: environment {0}: '$SERVICE_HOST' refers to a shell variable, written as-is; "
         "the container receives this text literally"
     )
     assert stderr == [
-        "compute-units: note: -d ignored: under systemd the container runs detached, without a terminal",
+        "<command line>: note: -d ignored: under systemd the container runs detached, without a terminal",
         env_warning.format("GLANCE_API_SERVICE_HOST"),
-        "  hint: replace it with the real value in the spec",
+        "    hint: replace it with the real value in the spec",
         env_warning.format("KEYSTONE_PUBLIC_SERVICE_HOST"),
-        "  hint: replace it with the real value in the spec",
+        "    hint: replace it with the real value in the spec",
         env_warning.format("RABBITMQ_SERVICE_HOST"),
-        "  hint: replace it with the real value in the spec",
-        "compute-units: note: image 'sdake/fedora-rdo-nova-libvirt' is a Docker Hub short name: written as "
+        "    hint: replace it with the real value in the spec",
+        "<command line>: note: image 'sdake/fedora-rdo-nova-libvirt' is a Docker Hub short name: written as "
         "'docker.io/sdake/fedora-rdo-nova-libvirt' (podman under systemd cannot ask which registry to use)",
-        "compute-units: note: no --restart: docker would not restart the container; the spec keeps "
+        "<command line>: note: no --restart: docker would not restart the container; the spec keeps "
         "compute-units' default restart: on-failure",
-        "compute-units: warning: spec image: 'docker.io/sdake/fedora-rdo-nova-libvirt' has no tag or digest "
+        "<command line>: warning: spec image: 'docker.io/sdake/fedora-rdo-nova-libvirt' has no tag or digest "
         "and means ':latest'",
-        "  hint: pin a tag so upgrades are deliberate",
+        "    hint: pin a tag so upgrades are deliberate",
         *[
             line
             for variable in SEED_SECRETS
             for line in (
-                f"compute-units: warning: secret {variable} of {LIBVIRT}: the value is the shell reference "
+                f"<command line>: warning: secret {variable} of {LIBVIRT}: the value is the shell reference "
                 "'$PASSWORD', not known here; no file written",
-                "  hint: " + hint.format(root=root, name=variable.lower()),
+                "    hint: " + hint.format(root=root, name=variable.lower()),
             )
         ],
     ]
@@ -264,8 +264,8 @@ def test_seed_line_needs_a_command_for_its_secrets(tmp_path: Path) -> None:
     assert code == 2
     assert stdout == ""
     assert stderr == [
-        f"compute-units: error: {LIBVIRT}: secrets need the container's command, and the line gives none",
-        "  hint: secrets are loaded by an entrypoint that then runs command:, so the image's default cannot "
+        f"<command line>: {LIBVIRT}: secrets need the container's command, and the line gives none",
+        "    hint: secrets are loaded by an entrypoint that then runs command:, so the image's default cannot "
         f"be used; append the command after the image or pass --command {LIBVIRT}='ARGV'",
         "compute-units: 1 error(s); nothing was written.",
     ]
@@ -290,11 +290,11 @@ def test_literal_secret_values_go_to_0600_files_never_to_spec_or_unit(tmp_path: 
         assert stat.S_IMODE((secrets / name).stat().st_mode) == 0o600
     assert stdout == f"wrote {out}/nova-compute.yaml\n"
     assert stderr == [
-        "compute-units: note: no --restart: docker would not restart the container; the spec keeps "
+        "<command line>: note: no --restart: docker would not restart the container; the spec keeps "
         "compute-units' default restart: on-failure",
-        f"compute-units: warning: secret NOVA_DB_PASSWORD of nova-compute: value written to "
+        f"<command line>: warning: secret NOVA_DB_PASSWORD of nova-compute: value written to "
         f"{secrets}/nova_db_password (mode 0600), not to the spec",
-        f"compute-units: warning: secret RABBIT_PASSWORD of nova-compute: value written to "
+        f"<command line>: warning: secret RABBIT_PASSWORD of nova-compute: value written to "
         f"{secrets}/rabbit_password (mode 0600), not to the spec",
     ]
     text = (out / "nova-compute.yaml").read_text()
@@ -322,11 +322,11 @@ def test_literal_secret_values_go_to_0600_files_never_to_spec_or_unit(tmp_path: 
     code, _, stderr = run("--root", str(root), "--output-dir", str(out), "--", changed)
     assert code == 2
     assert stderr == [
-        f"compute-units: error: {out}/nova-compute.yaml exists",
-        "  hint: pass --force to overwrite it",
-        f"compute-units: error: secret NOVA_DB_PASSWORD of nova-compute: {secrets}/nova_db_password exists "
+        f"<command line>: {out}/nova-compute.yaml exists",
+        "    hint: pass --force to overwrite it",
+        f"<command line>: secret NOVA_DB_PASSWORD of nova-compute: {secrets}/nova_db_password exists "
         "with another value",
-        "  hint: pass --force to overwrite it",
+        "    hint: pass --force to overwrite it",
         "compute-units: 2 error(s); nothing was written.",
     ]
     assert (secrets / "nova_db_password").read_text() == "s3cr3t-db"
@@ -376,14 +376,14 @@ def test_start_compute_script_gives_three_specs(tmp_path: Path) -> None:
     )
     assert exec_start(libvirt)[1] == exec_start(seed)[1]  # the line in the script imports as on its own
     assert stderr[:2] == [
-        f"compute-units: warning: {script}:3: shell assignment to PASSWORD ignored: compute-units does not "
+        f"{script}:3: warning: shell assignment to PASSWORD ignored: compute-units does not "
         "run the script and expands no variables",
-        f"compute-units: warning: {script}:4: shell assignment to SERVICE_HOST ignored: compute-units does not "
+        f"{script}:4: warning: shell assignment to SERVICE_HOST ignored: compute-units does not "
         "run the script and expands no variables",
     ]
     # line numbers are where each command starts (after continuations and comments)
     assert {
-        line.split(": ")[2].rsplit(":", 1)[1] for line in stderr if line.startswith("compute-units: note:")
+        line.split(": ")[0].rsplit(":", 1)[1] for line in stderr if line.split(": ")[1:2] == ["note"]
     } == {
         "6",
         "12",
@@ -403,9 +403,13 @@ def test_start_compute_without_commands_reports_every_line(tmp_path: Path) -> No
     script.write_text(START_COMPUTE)
     code, _, stderr = run("--script", str(script), "--output-dir", str(tmp_path / "out"))
     assert code == 2
-    errors = [line for line in stderr if line.startswith("compute-units: error:")]
+    errors = [
+        line
+        for line in stderr
+        if line.startswith(f"{script}:") and line.split(": ")[1] not in ("warning", "note")
+    ]
     assert errors == [
-        f"compute-units: error: {script}:{n}: {name}: secrets need the container's command, and the line gives none"
+        f"{script}:{n}: {name}: secrets need the container's command, and the line gives none"
         for n, name in ((6, "fedora-rdo-nova-network"), (12, LIBVIRT), (15, "fedora-rdo-nova-compute"))
     ]
     assert stderr[-1] == "compute-units: 3 error(s); nothing was written."
@@ -434,7 +438,7 @@ MALFORMED: list[tuple[str, str, list[str]]] = [
     (
         "no-image",
         "sudo docker run -d --privileged",
-        ["'docker run' has no image", "  hint: give the image after the options"],
+        ["'docker run' has no image", "    hint: give the image after the options"],
     ),
     ("missing-long-value", "docker run --name", ["option '--name' needs a value"]),
     ("missing-short-value", "podman run -v", ["option '-v' needs a value"]),
@@ -460,7 +464,7 @@ MALFORMED: list[tuple[str, str, list[str]]] = [
         "docker run img | tee log",
         [
             "unsupported shell syntax '|': only simple commands can be imported",
-            "  hint: remove redirections, pipes and subshells from the line",
+            "    hint: remove redirections, pipes and subshells from the line",
         ],
     ),
     (
@@ -468,7 +472,7 @@ MALFORMED: list[tuple[str, str, list[str]]] = [
         "docker run img >/dev/null",
         [
             "unsupported shell syntax '>': only simple commands can be imported",
-            "  hint: remove redirections, pipes and subshells from the line",
+            "    hint: remove redirections, pipes and subshells from the line",
         ],
     ),
     (
@@ -496,7 +500,7 @@ MALFORMED: list[tuple[str, str, list[str]]] = [
         "docker run --name Nova img",
         [
             "--name 'Nova' is not a valid service name",
-            "  hint: use lowercase letters, digits, '_', '.' and '-', starting with a letter or digit",
+            "    hint: use lowercase letters, digits, '_', '.' and '-', starting with a letter or digit",
         ],
     ),
     (
@@ -509,7 +513,7 @@ MALFORMED: list[tuple[str, str, list[str]]] = [
         "docker run registry/nova:$TAG",
         [
             "invalid image 'registry/nova:$TAG': bad tag '$TAG'",
-            "  hint: the image refers to a shell variable; write the real reference",
+            "    hint: the image refers to a shell variable; write the real reference",
         ],
     ),
     (
@@ -554,7 +558,7 @@ MALFORMED: list[tuple[str, str, list[str]]] = [
         "docker run -e TOKEN=abc img",
         [
             "img: secrets need the container's command, and the line gives none",
-            "  hint: secrets are loaded by an entrypoint that then runs command:, so the image's default cannot be "
+            "    hint: secrets are loaded by an entrypoint that then runs command:, so the image's default cannot be "
             "used; append the command after the image or pass --command img='ARGV'",
         ],
     ),
@@ -568,7 +572,7 @@ MALFORMED: list[tuple[str, str, list[str]]] = [
         "docker run -e 'A=x\ny' img:1",
         [
             "the imported spec is invalid: environment.A: value contains a newline",
-            "  hint: unit files cannot carry it; remove it",
+            "    hint: unit files cannot carry it; remove it",
         ],
     ),
 ]
@@ -580,8 +584,8 @@ def test_malformed_lines(tmp_path: Path, case: str, line: str, expected: list[st
     code, stdout, stderr = run("--root", str(tmp_path), "--output-dir", str(out), "--", line)
     assert code == 2
     assert stdout == ""
-    errors = [e for e in stderr if not e.startswith(("compute-units: note:", "compute-units: warning:"))]
-    assert errors[0] == "compute-units: error: " + expected[0]
+    errors = [e for e in stderr if not e.startswith(("<command line>: note:", "<command line>: warning:"))]
+    assert errors[0] == "<command line>: " + expected[0]
     assert errors[1:] == [*expected[1:], "compute-units: 1 error(s); nothing was written."]
     assert list(tmp_path.iterdir()) == []  # no spec, no secrets directory
 
@@ -597,15 +601,15 @@ def test_every_error_of_a_script_is_reported_with_its_line(tmp_path: Path) -> No
     code, _, stderr = run("--script", str(script))
     assert code == 2
     assert stderr == [
-        f'compute-units: error: {script}:4: unbalanced quotes: the " opened here is never closed',
+        f'{script}:4: unbalanced quotes: the " opened here is never closed',
         "compute-units: 1 error(s); nothing was written.",
     ]
     script.write_text("docker run --name a img:1\ndocker stop a\ndocker run --name a other:1\n")
     code, _, stderr = run("--script", str(script))
     assert [e for e in stderr if "error" in e] == [
-        f"compute-units: error: {script}:2: 'docker stop' is not supported: only 'docker run' and 'podman run' "
+        f"{script}:2: 'docker stop' is not supported: only 'docker run' and 'podman run' "
         "lines can be imported",
-        f"compute-units: error: {script}:3: service name 'a' is already used by {script}:1",
+        f"{script}:3: service name 'a' is already used by {script}:1",
         "compute-units: 2 error(s); nothing was written.",
     ]
 
@@ -619,14 +623,14 @@ def test_command_line_usage_errors(tmp_path: Path) -> None:
     assert (code, stderr) == (
         2,
         [
-            "compute-units: error: --command 'nocommand': expected NAME=ARGV",
+            "<command line>: --command 'nocommand': expected NAME=ARGV",
             "compute-units: 1 error(s); nothing was written.",
         ],
     )
     code, _, stderr = run("--command", "other=/bin/x", "--", "docker", "run", "img:1")
     assert code == 2
     assert stderr[-2:] == [
-        "compute-units: error: --command other=…: no imported service is named 'other'",
+        "<command line>: --command other=…: no imported service is named 'other'",
         "compute-units: 1 error(s); nothing was written.",
     ]
     code, _, stderr = run("--script", str(tmp_path / "missing"))
@@ -636,7 +640,7 @@ def test_command_line_usage_errors(tmp_path: Path) -> None:
     )
     code, _, stderr = run("--", "docker run --env-file ./none.env img:1")
     assert code == 2
-    assert stderr[0].startswith("compute-units: error: --env-file ./none.env: cannot read ")
+    assert stderr[0].startswith("<command line>: --env-file ./none.env: cannot read ")
     assert stderr[0].endswith("/none.env: No such file or directory")
 
 
@@ -647,8 +651,8 @@ def test_refuses_to_overwrite_a_spec(tmp_path: Path) -> None:
     code, _, stderr = run("--output-dir", str(out), "--", "docker", "run", "nginx:1")
     assert code == 2
     assert stderr[-3:] == [
-        f"compute-units: error: {out}/nginx.yaml exists",
-        "  hint: pass --force to overwrite it",
+        f"<command line>: {out}/nginx.yaml exists",
+        "    hint: pass --force to overwrite it",
         "compute-units: 1 error(s); nothing was written.",
     ]
     assert (out / "nginx.yaml").read_text() == "keep"
@@ -696,35 +700,37 @@ def test_namespaces_mounts_devices_and_pass_through() -> None:
         ],
         "devices": ["/dev/kvm", "/dev/net/tun"],
         "podman_args": [
-            "--cap-add=SYS_ADMIN",
             "--ulimit=nofile=4096",
-            "--security-opt=label=disable",
             "--read-only",
             "--label=tier=compute",
         ],
     }
     warnings = [m for m in messages if ": warning: " in m]
     assert warnings == [
-        "compute-units: warning: -v /lib/modules:/lib/modules:ro,z: mount option 'z' cannot be expressed; dropped",
-        "compute-units: warning: --mount=type=volume,source=data,target=/data: not imported: type=volume cannot be "
+        "<command line>: warning: -v /lib/modules:/lib/modules:ro,z: mount option 'z' cannot be expressed; dropped",
+        "<command line>: warning: --mount=type=volume,source=data,target=/data: not imported: type=volume cannot be "
         "expressed; only bind mounts of host paths",
-        "compute-units: warning: -v named:/named: not imported: 'named' is a named volume; mounts need an absolute "
+        "<command line>: warning: -v named:/named: not imported: 'named' is a named volume; mounts need an absolute "
         "host path",
-        "compute-units: warning: -v /anonymous: not imported: an anonymous volume cannot be expressed; mounts are "
+        "<command line>: warning: -v /anonymous: not imported: an anonymous volume cannot be expressed; mounts are "
         "host paths",
-        "compute-units: warning: --device=/dev/sda:/dev/xvda: not imported: devices are passed at the same path "
+        "<command line>: warning: --device=/dev/sda:/dev/xvda: not imported: devices are passed at the same path "
         "with full access (rwm) only",
-        "compute-units: warning: --label=compute-units.service=x: not imported: labels compute-units.* are set by "
+        "<command line>: warning: --cap-add=SYS_ADMIN: not imported: capabilities are part of the privilege "
+        "model; use privileged: true",
+        "<command line>: warning: --security-opt=label=disable: not imported: security options change the "
+        "privilege model; use privileged: true",
+        "<command line>: warning: --label=compute-units.service=x: not imported: labels compute-units.* are set by "
         "compute-units",
-        "compute-units: warning: --init: not imported: podman refuses --init with the host PID namespace",
-        "compute-units: warning: --pull=always: not imported: compute-units pulls images itself (compute-units "
+        "<command line>: warning: --init: not imported: podman refuses --init with the host PID namespace",
+        "<command line>: warning: --pull=always: not imported: compute-units pulls images itself (compute-units "
         "upgrade)",
-        "compute-units: warning: --log-driver=json-file: not imported: compute-units sets --log-driver itself",
-        "compute-units: warning: -p 8080:80: not imported: published ports are discarded with the host network",
+        "<command line>: warning: --log-driver=json-file: not imported: compute-units sets --log-driver itself",
+        "<command line>: warning: -p 8080:80: not imported: published ports are discarded with the host network",
     ]
     notes = [m for m in messages if ": note: " in m]
     assert notes[:4] == [
-        f"compute-units: note: {flag} ignored: under systemd the container runs detached, without a terminal"
+        f"<command line>: note: {flag} ignored: under systemd the container runs detached, without a terminal"
         for flag in ("-d", "-i", "-t", "--rm")
     ]
 
@@ -750,7 +756,7 @@ def test_namespaces_mounts_devices_and_pass_through() -> None:
 def test_restart_policies(policy: str, expected: str, note: str | None) -> None:
     data, messages = import_one(f"docker run --restart {policy} img:1")
     assert data["restart"] == expected
-    assert [m for m in messages if "--restart" in m] == ([f"compute-units: note: {note}"] if note else [])
+    assert [m for m in messages if "--restart" in m] == ([f"<command line>: note: {note}"] if note else [])
 
 
 @pytest.mark.parametrize(
@@ -788,11 +794,11 @@ def test_health_disabled_and_stop_timeout() -> None:
     assert "health" not in data
     assert data["podman_args"] == ["--no-healthcheck"]
     assert data["stop_timeout"] == "30s"
-    assert "compute-units: note: --health-interval=5s ignored: the health check is disabled" in messages
+    assert "<command line>: note: --health-interval=5s ignored: the health check is disabled" in messages
     data, messages = import_one("docker run --health-interval 5s img:1")
     assert "health" not in data
     assert (
-        "compute-units: warning: --health-interval=5s: not imported: health settings without --health-cmd "
+        "<command line>: warning: --health-interval=5s: not imported: health settings without --health-cmd "
         "cannot be expressed" in messages
     )
 
@@ -810,7 +816,7 @@ def test_entrypoint_and_podman_secrets() -> None:
     assert data["secrets"] == {"DB_PASSWORD": {"podman_secret": "db"}}
     assert "podman_args" not in data
     assert (
-        "compute-units: warning: --secret=tls-key: not imported: only environment secrets (type=env) can be expressed"
+        "<command line>: warning: --secret=tls-key: not imported: only environment secrets (type=env) can be expressed"
         in messages
     )
 
@@ -844,11 +850,11 @@ def test_environment_values_and_env_files(tmp_path: Path) -> None:
     assert (root / "etc/compute-units/secrets/nova_db_password").read_text() == "from-file"
     where = f"{script}:1"
     assert (
-        f"compute-units: warning: {where}: --env-file=nova.env: FROM_HOST takes its value from the environment of the shell that ran the container; not imported"
+        f"{where}: warning: --env-file=nova.env: FROM_HOST takes its value from the environment of the shell that ran the container; not imported"
         in stderr
     )
     assert (
-        f"compute-units: warning: {where}: secret SSH_KEY_FILE of nova: the value is the environment of the shell that ran the container, not known here; no file written"
+        f"{where}: warning: secret SSH_KEY_FILE of nova: the value is the environment of the shell that ran the container, not known here; no file written"
         in stderr
     )
     # single quotes: no shell variable, nothing to warn about; the unit passes the text exactly
@@ -865,9 +871,9 @@ def test_shared_secret_files_must_agree() -> None:
     with pytest.raises(importer.ImportFailed) as failed:
         importer.import_commands(lines)
     assert [p.format() for p in failed.value.problems] == [
-        "compute-units: error: s:2: secret DB_PASSWORD has a different value than on s:1; both would be written "
+        "s:2: secret DB_PASSWORD has a different value than on s:1; both would be written "
         "to /etc/compute-units/secrets/db_password\n"
-        "  hint: give one of them a different variable name, or the same value"
+        "    hint: give one of them a different variable name, or the same value"
     ]
     same = importer.split_script(
         "docker run --name a -e DB_PASSWORD=one img:1 /a\ndocker run --name b -e DB_PASSWORD=one img:1 /b\n",

@@ -439,7 +439,7 @@ environment:
 health:
   command: [sh, -c, 'test -e "$F" && echo 100% \ done']
   interval: 1min
-podman_args: [--ulimit=nofile=4096, "--annotation=note=a b", "--security-opt=label=type:%t"]
+podman_args: [--ulimit=nofile=4096, "--annotation=note=a b", "--log-opt=tag=type:%t"]
 """
 
 
