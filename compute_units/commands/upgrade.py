@@ -80,21 +80,14 @@ def _print_report(report: Report) -> None:
 
 
 def check_image(image: str | None) -> None:
-    """--image is validated like a spec's image, and must name its registry."""
+    """--image is validated exactly like a spec's image, and must name its registry."""
     if image is None:
         return
-    from ..spec import parse_image
+    from ..spec import check_image_reference
 
-    if not image or image.startswith("-"):
-        raise UsageError(f"--image {image!r}: not an image reference", hint="e.g. --image REGISTRY/repo:tag")
-    ref, reason = parse_image(image)
-    if ref is None:
-        raise UsageError(f"--image {image}: invalid image reference: {reason}")
-    if ref.registry is None:
-        raise UsageError(
-            f"--image {image}: names no registry",
-            hint=f"podman would ask its search registries; write e.g. REGISTRY:PORT/{image}",
-        )
+    if not image:
+        raise UsageError("--image '': not an image reference", hint="give --image REGISTRY/NAME:TAG")
+    check_image_reference(image)
 
 
 def run_upgrades(
