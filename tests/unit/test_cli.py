@@ -67,3 +67,9 @@ def test_no_command_module_imports_the_cli() -> None:
             if isinstance(node, ast.ImportFrom):
                 assert node.module not in ("cli", "compute_units.cli"), path
                 assert not (node.level == 2 and node.module == "cli"), path
+
+
+def test_docs_list_the_same_exit_codes() -> None:
+    text = (PACKAGE.parent / "docs" / "cli.md").read_text()
+    for code in ExitCode:
+        assert f"| {int(code)} | {code.meaning} |" in text
