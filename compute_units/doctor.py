@@ -1,21 +1,18 @@
-"""`compute-units doctor`: is this host ready to run compute-node containers and keep VMs alive?"""
+"""`compute-units doctor`: is this host ready to run compute-node containers, keep VMs alive, and
+upgrade? Every check returns Findings (ok/warn/fail with a fix); `commands/doctor.py` prints them."""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
-
-import typer
-from rich.table import Table
 
 from . import host, runner
-from .cli import JsonOpt, RootOpt, SpecOpt, app, emit_json, make_context, out, reporting
 from .errors import CommandError, ComputeUnitsError
-from .jobs import require_root
 from .model import ServiceSet
+from .state import Store
 from .systemd import Systemd
 
 SEED_MODULES = ("ebtables",)
@@ -125,17 +122,37 @@ def check_machined(systemd: Systemd | None, fix: bool) -> Finding:
     )
 
 
-def check_kvm() -> Finding:
-    if not Path("/dev/kvm").exists():
+def check_kvm(path: Path = Path("/dev/kvm")) -> Finding:
+    """/dev/kvm must be the KVM character device, and open read-write."""
+    import stat as stat_
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
         return Finding(
-            "/dev/kvm",
+            str(path),
             "fail",
             "missing: no hardware virtualisation",
             "enable VT-x/AMD-V; load kvm_intel/kvm_amd",
         )
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return Finding("/dev/kvm", "warn", "not read-write for this user")
-    return Finding("/dev/kvm", "ok", "present")
+    if not stat_.S_ISCHR(mode):
+        return Finding(
+            str(path),
+            "fail",
+            "not a character device: qemu cannot use it",
+            f"rm {path}; modprobe kvm_intel (or kvm_amd)",
+        )
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError as exc:
+        return Finding(
+            str(path),
+            "fail",
+            f"cannot open read-write: {exc.strerror}",
+            "check permissions and the kvm module",
+        )
+    os.close(fd)
+    return Finding(str(path), "ok", "character device, opens read-write")
 
 
 def check_tools() -> list[Finding]:
@@ -159,44 +176,133 @@ def check_tools() -> list[Finding]:
     return findings
 
 
-def check_registries(services: ServiceSet) -> list[Finding]:
-    import urllib.error
-    import urllib.request
+Run = Callable[..., runner.Result]
 
+
+def check_registries(services: ServiceSet, run: Run = runner.run) -> list[Finding]:
+    """A real manifest request per registry, made by podman with the TLS/insecure settings it will
+    use for the pull (registries.conf): any answer of the registry, even "manifest unknown", counts."""
     findings = []
-    remote = {s.image.registry for s in services if s.image.registry and s.image.registry != "localhost"}
-    for registry in sorted(remote):
-        ok_url = None
-        problem = ""
-        for scheme in ("https", "http"):
-            url = f"{scheme}://{registry}/v2/"
-            try:
-                with urllib.request.urlopen(url, timeout=5):
-                    ok_url = url
-            except urllib.error.HTTPError as exc:
-                if exc.code == 401:  # answers, wants a login: reachable
-                    ok_url = url
-                else:
-                    problem = f"HTTP {exc.code}"
-            except (urllib.error.URLError, OSError) as exc:
-                problem = str(getattr(exc, "reason", exc))
-            if ok_url:
-                break
-        if ok_url:
-            findings.append(Finding(f"registry {registry}", "ok", f"answers at {ok_url}"))
+    images: dict[str, str] = {}
+    for s in services:
+        if s.image.registry and s.image.registry != "localhost":
+            images.setdefault(s.image.registry, str(s.image))
+    for registry, image in sorted(images.items()):
+        result = run(["podman", "manifest", "inspect", image], check=False, timeout=30)
+        text = (result.stderr or "").strip().splitlines()
+        last = text[-1] if text else f"exit status {result.returncode}"
+        if result.returncode == 0 or _answered(last):
+            findings.append(Finding(f"registry {registry}", "ok", f"answers a manifest request for {image}"))
+        elif "HTTP response to HTTPS client" in last:
+            findings.append(
+                Finding(
+                    f"registry {registry}",
+                    "fail",
+                    "speaks plain HTTP but podman would use TLS: the pull would fail",
+                    f'add [[registry]] location="{registry}" insecure=true to /etc/containers/registries.conf.d/',
+                )
+            )
         else:
             findings.append(
                 Finding(
                     f"registry {registry}",
                     "fail",
-                    f"unreachable: {problem}",
+                    f"unreachable: {last}",
                     "check network, DNS, registries.conf",
                 )
             )
     return findings
 
 
-def run_checks(services: ServiceSet, *, fix: bool) -> list[Finding]:
+def _answered(message: str) -> bool:
+    """podman's error says the registry answered (the image or tag may just be missing)."""
+    lowered = message.lower()
+    return any(
+        m in lowered
+        for m in ("manifest unknown", "not a manifest list", "unsupported format", "name unknown")
+    )
+
+
+def check_storage(services: ServiceSet, run: Run = runner.run) -> Finding:
+    """Free space in podman's image store against the next image (estimated by the largest now)."""
+    try:
+        info = json.loads(run(["podman", "info", "--format", "json"], timeout=60).stdout)
+        graph_root = str(info["store"]["graphRoot"])
+        free = os.statvfs(graph_root).f_bavail * os.statvfs(graph_root).f_frsize
+    except (CommandError, ValueError, KeyError, OSError) as exc:
+        return Finding("container storage", "warn", f"cannot tell free space: {exc}")
+    largest = 0
+    for s in services:
+        result = run(
+            ["podman", "image", "inspect", "--format", "{{.Size}}", str(s.image)], check=False, timeout=60
+        )
+        if result.returncode == 0 and result.stdout.strip().isdigit():
+            largest = max(largest, int(result.stdout.strip()))
+    need = max(largest, 256 << 20)
+    shown = f"{free >> 20} MiB free in {graph_root}; the largest image here is {largest >> 20} MiB"
+    if free < need:
+        return Finding(
+            "container storage",
+            "fail",
+            f"{shown}: the next pull would not fit",
+            "podman image prune; grow the filesystem",
+        )
+    if free < 2 * need:
+        return Finding("container storage", "warn", shown, "podman image prune")
+    return Finding("container storage", "ok", shown)
+
+
+def check_state(store: Store) -> list[Finding]:
+    """state.json and history.jsonl well-formed; no upgrade left unfinished."""
+    from .state import StateError
+
+    try:
+        state = store.load()
+    except StateError as exc:
+        return [
+            Finding(
+                "upgrade state",
+                "fail",
+                exc.message,
+                "compute-units doctor --fix (rebuilds it from what runs)",
+            )
+        ]
+    findings = [Finding("upgrade state", "ok", f"{store.state_path}: well-formed")]
+    bad = store.history_problems()
+    if bad:
+        findings.append(
+            Finding("upgrade history", "warn", f"{bad} unreadable line(s) in {store.history_path} skipped")
+        )
+    for name, entry in sorted(state.services.items()):
+        if entry.unfinished:
+            findings.append(
+                Finding(
+                    f"upgrade of {name}",
+                    "fail",
+                    f"unfinished: phase {entry.phase}, target {entry.target}",
+                    f"compute-units upgrade {name} (resumes, then commits or rolls back)",
+                )
+            )
+    return findings
+
+
+def check_mounts(services: ServiceSet) -> list[Finding]:
+    findings = []
+    for s in services:
+        for m in s.mounts:
+            if not m.create and not Path(str(m.source)).exists():
+                findings.append(
+                    Finding(
+                        f"mount {m.source}",
+                        "fail",
+                        f"missing: {s.name} cannot start",
+                        f"mkdir -p {m.source} (or create: true in the spec)",
+                    )
+                )
+    return findings
+
+
+def run_checks(services: ServiceSet, *, fix: bool, store: Store, run: Run = runner.run) -> list[Finding]:
     modules = sorted({*SEED_MODULES, *(m for s in services for m in s.preflight.kernel_modules)})
     units = sorted({*SEED_HOST_UNITS, *(u for s in services for u in s.preflight.host_units_inactive)})
     paths = sorted({str(p) for s in services for p in s.preflight.paths})
@@ -206,6 +312,7 @@ def run_checks(services: ServiceSet, *, fix: bool) -> list[Finding]:
         with Systemd.connect() as systemd:
             findings += check_units(systemd, units, fix)
             findings.append(check_machined(systemd, fix))
+            findings += check_running(systemd, services, store)
     except ComputeUnitsError as exc:
         findings.append(Finding("systemd", "fail", exc.message, exc.hint or ""))
     findings.append(check_kvm())
@@ -219,39 +326,65 @@ def run_checks(services: ServiceSet, *, fix: bool) -> list[Finding]:
         for p in paths
         if p != "/dev/kvm"
     ]
+    findings += check_mounts(services)
     findings += check_tools()
-    findings += check_registries(services)
+    findings.append(check_storage(services, run))
+    findings += check_registries(services, run)
+    findings += check_state(store)
     return findings
 
 
-@app.command()
-def doctor(
-    specs: SpecOpt = None,
-    root: RootOpt = Path("/"),
-    fix: Annotated[
-        bool,
-        typer.Option("--fix", help="Load modules (and persist), stop+mask host libvirt, start machined."),
-    ] = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Check the host: kernel modules, host libvirt, /dev/kvm, machined, cgroups, tools, registries.
+def check_running(systemd: Systemd, services: ServiceSet, store: Store) -> list[Finding]:
+    """Every managed unit that has a recorded digest runs it."""
+    from .commands.lifecycle import collect_status
+    from .state import StateError
 
-    Exit 0 when nothing fails (warnings allowed), 3 when the host is not ready.
-    """
-    with reporting(as_json):
-        services, _ = make_context(specs, root, None).load()
-        if fix:
-            require_root("doctor --fix")
-        findings = run_checks(services, fix=fix)
-        if as_json:
-            emit_json(
-                {"ok": all(f.status != "fail" for f in findings), "findings": [asdict(f) for f in findings]}
-            )
-        else:
-            table = Table("", "check", "result", "how to fix", box=None)
-            marks = {"ok": "ok", "warn": "WARN", "fail": "FAIL"}
-            for f in findings:
-                table.add_row(marks[f.status], f.check, f.message, f.fix or "")
-            out.print(table)
-        if any(f.status == "fail" for f in findings):
-            raise typer.Exit(3)
+    try:
+        state = store.load()
+    except StateError:
+        return []  # check_state reports it
+    rows = collect_status(systemd, list(services), state)
+    return [
+        Finding(f"service {r.service}", "fail", r.problem, f"compute-units status {r.service}")
+        for r in rows
+        if r.problem and not r.problem.startswith("unfinished")
+    ]
+
+
+def repair_state(store: Store, services: ServiceSet) -> list[Finding]:
+    """A state.json that cannot be read is moved aside and rebuilt: each service pinned to what its
+    container runs now (unpinned when none runs). Nothing is done to a readable state."""
+    import time
+
+    from . import podman
+    from .state import State, StateError
+
+    try:
+        store.load()
+        return []
+    except StateError as exc:
+        problem = exc.message
+    state = State()
+    for s in services:
+        container = podman.unit_container(s.unit)
+        if container is None:
+            continue
+        name = container.image.split("@", 1)[0]
+        digest = podman.image_digest(container.image_id, podman.repository_of(name))
+        if digest:
+            entry = state.get(s.name)
+            entry.current, entry.spec_image = f"{name}@{digest}", str(s.image)
+    aside = store.state_path.with_name(f"state.json.broken-{time.strftime('%Y%m%dT%H%M%S')}")
+    try:
+        store.state_path.rename(aside)
+        store.save(state)
+    except OSError as exc:
+        return [Finding("upgrade state", "fail", f"cannot rebuild: {exc.strerror}", "free space in /var/lib")]
+    pinned = ", ".join(f"{n} {e.current}" for n, e in sorted(state.services.items())) or "nothing running"
+    return [
+        Finding(
+            "upgrade state",
+            "ok",
+            f"rebuilt from what runs ({pinned}); was: {problem}; old file kept as {aside}",
+        )
+    ]

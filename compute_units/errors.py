@@ -3,13 +3,50 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import IntEnum
 from pathlib import Path
+
+
+class ExitCode(IntEnum):
+    """Every exit code of `compute-units`; `--help`, the man page and docs/cli.md are made from this."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    NOT_READY = 3
+    NOT_ROOT = 4
+    ROLLED_BACK = 5
+    INTERRUPTED = 6
+    DEGRADED = 7
+
+    @property
+    def meaning(self) -> str:
+        return _MEANINGS[self]
+
+
+_MEANINGS = {
+    ExitCode.OK: "success",
+    ExitCode.FAILED: "an operation failed (job, health check, pull, write, rollback)",
+    ExitCode.USAGE: "invalid spec or command line (nothing was written)",
+    ExitCode.NOT_READY: "host not ready (systemd/D-Bus unreachable, unit not generated, preflight refused)",
+    ExitCode.NOT_ROOT: "needs root",
+    ExitCode.ROLLED_BACK: "upgrade failed and was rolled back: the previous image runs again",
+    ExitCode.INTERRUPTED: "interrupted by a signal: the message says the state it left (committed, "
+    "rolled back, or abandoned and what to run)",
+    ExitCode.DEGRADED: "status: a managed service is not running its recorded image, or an upgrade "
+    "is unfinished",
+}
+
+
+def exit_codes_text() -> str:
+    """One line per exit code, for --help and the man page."""
+    return "\n".join(f"{int(code)} {code.meaning}" for code in ExitCode)
 
 
 class ComputeUnitsError(Exception):
     """Base class: a failure with a message meant for an operator, and an exit code."""
 
-    exit_code = 1
+    exit_code: int = ExitCode.FAILED
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -65,7 +102,7 @@ class SpecError(ComputeUnitsError):
     """One or more specs are invalid. Carries every diagnostic, not just the first."""
 
     diagnostics: list[Diagnostic] = field(default_factory=list)
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
     def __post_init__(self) -> None:
         errors = [d for d in self.diagnostics if d.severity == "error"]
@@ -78,13 +115,13 @@ class SpecError(ComputeUnitsError):
 class UsageError(ComputeUnitsError):
     """The command line asked for something that does not exist or cannot be done."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class InstallError(ComputeUnitsError):
     """Writing or removing unit files failed."""
 
-    exit_code = 1
+    exit_code = ExitCode.FAILED
 
 
 class CommandError(ComputeUnitsError):
@@ -106,4 +143,4 @@ class SystemdError(ComputeUnitsError):
 class NotRootError(ComputeUnitsError):
     """The command changes the host and needs root."""
 
-    exit_code = 4
+    exit_code = ExitCode.NOT_ROOT

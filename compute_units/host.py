@@ -137,3 +137,38 @@ def module_available(name: str, proc: Path = PROC, sys_module: Path = Path("/sys
             return False
         return f"{symbol}=y" in config.splitlines()
     return False
+
+
+BOOT_ID = PROC / "sys/kernel/random/boot_id"
+
+
+class RealHost:
+    """The host facts and process control the upgrade engine uses (effects.HostApi)."""
+
+    def module_available(self, name: str) -> bool:
+        return module_available(name)
+
+    def exists(self, path: str) -> bool:
+        return Path(path).exists()
+
+    def qemu_processes(self) -> list[Process]:
+        return qemu_processes()
+
+    def alive(self, p: Process) -> bool:
+        return p.alive
+
+    def stop_process(
+        self, pid: int, sig: int, timeout: float, *, cgroup: str
+    ) -> Literal["exited", "running", "absent"]:
+        return stop_process(pid, sig, timeout, cgroup=cgroup)
+
+    def boot_id(self) -> str:
+        return boot_id()
+
+
+def boot_id(path: Path = BOOT_ID) -> str:
+    """This boot's id (changes at every boot: tells a reboot mid-upgrade)."""
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""

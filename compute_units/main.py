@@ -1,46 +1,24 @@
 """The `compute-units` entry point.
 
-start/stop/restart are what operators and scripts run most, often in loops across units: they take
-a lean path (argparse, no typer/rich/jinja2 imports, ~100 ms less per call) when their arguments
-are plain. Anything else, including --help and every mistake, goes to the full typer CLI, so
-help texts and error messages have one source.
+start/stop/restart take a lean path (`lean.py`: argparse, no typer/rich/jinja2 imports, ~100 ms
+less per call) when their arguments are plain. Anything else, including --help and every mistake,
+goes to the full typer CLI, so help texts and error messages have one source.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
 from pathlib import Path
 
-LEAN_VERBS = ("start", "stop", "restart")
-
-
-class _Unhandled(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise _Unhandled(message)
-
 
 def lean(argv: list[str]) -> int | None:
     """Run a plain start/stop/restart; None when the full CLI should handle the arguments."""
-    if not argv or argv[0] not in LEAN_VERBS or any(a in ("-h", "--help") for a in argv):
-        return None
-    parser = _Parser(add_help=False)
-    parser.add_argument("services", nargs="*")
-    parser.add_argument("--spec", action="append", type=Path)
-    parser.add_argument("--root", type=Path, default=Path("/"))
-    parser.add_argument("--timeout", type=float, default=300.0)
-    parser.add_argument("--json", dest="as_json", action="store_true")
-    if argv[0] != "stop":
-        parser.add_argument("--settle", type=float, default=1.0)
-    try:
-        args = parser.parse_args(argv[1:])
-    except _Unhandled:
+    from .lean import parse
+
+    args = parse(argv)
+    if args is None:
         return None
     from . import jobs
     from .errors import ComputeUnitsError

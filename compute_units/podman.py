@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,10 +97,10 @@ def image_digest(image_id: str, repository: str | None = None) -> str | None:
     return repo_digests[0].rsplit("@", 1)[-1] if repo_digests else None
 
 
-def healthcheck(container: str) -> bool:
-    """Run the container's health check once; True when it passes."""
+def healthcheck(container: str, *, timeout: float = 120) -> bool:
+    """Run the container's health check once; True when it passes within `timeout` seconds."""
     try:
-        runner.run([PODMAN, "healthcheck", "run", container], timeout=120)
+        runner.run([PODMAN, "healthcheck", "run", container], timeout=timeout)
     except CommandError:
         return False
     return True
@@ -107,3 +108,33 @@ def healthcheck(container: str) -> bool:
 
 def image_exists(reference: str) -> bool:
     return runner.run([PODMAN, "image", "exists", reference], check=False).returncode == 0
+
+
+class Podman:
+    """Image and container access for the upgrade engine (effects.ContainersApi)."""
+
+    def pull(self, reference: str, *, timeout: float, show_progress: bool) -> str:
+        """Pull and return the image id. With `show_progress`, podman draws its bars on our stderr."""
+        if show_progress:
+            result = runner.run([PODMAN, "pull", reference], timeout=timeout, show_stderr=True)
+        else:
+            result = runner.run([PODMAN, "pull", "--quiet", reference], timeout=timeout)
+        lines = result.stdout.strip().splitlines()
+        if not lines:
+            raise CommandError([PODMAN, "pull", reference], 0, "", "podman printed no image id")
+        return lines[-1]
+
+    def image_exists(self, reference: str) -> bool:
+        return image_exists(reference)
+
+    def image_digest(self, image_id: str, repository: str | None = None) -> str | None:
+        return image_digest(image_id, repository)
+
+    def unit_container(self, unit: str) -> Container | None:
+        return unit_container(unit)
+
+    def healthcheck(self, container: str, *, timeout: float) -> bool:
+        return healthcheck(container, timeout=timeout)
+
+    def exec(self, container: str, argv: Sequence[str], *, timeout: float) -> runner.Result:
+        return runner.run([PODMAN, "exec", container, *argv], check=False, timeout=timeout)

@@ -39,6 +39,9 @@ def run(
             text=True,
             timeout=timeout,
             check=False,
+            # a process group of its own: Ctrl-C at the terminal reaches compute-units only, which
+            # finishes the step in flight (a podman child killed by it would fail that step)
+            process_group=0,
         )
     except FileNotFoundError as exc:
         raise CommandError(list(argv), 127, "", f"{argv[0]}: command not found") from exc

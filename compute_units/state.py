@@ -1,31 +1,46 @@
 """Upgrade state, history and the host-wide upgrade lock, under /var/lib/compute-units/.
 
-state.json   {"services": {name: {"digest", "image", "previous", "phase", "target", "started"}}}
-history.jsonl one JSON object per finished upgrade or rollback, appended
-upgrade.lock flock()ed by the running upgrade; holds its PID for the error message of a second one
-Every write of state.json is atomic (temp file, fsync, rename).
+state.json    {"version": 1, "services": {NAME: ServiceState fields}} — what each service is pinned
+              to and the upgrade in flight, if any; every write is atomic (temp file, fsync, rename),
+              so a crash or a full disk leaves the old file or the new one, never half of one.
+history.jsonl one JSON object per finished upgrade or rollback, appended (kind, result, from, to,
+              steps, reason, time)
+upgrade.lock  flock()ed by the running upgrade; holds "PID service step since" for whoever waits
+
+Both files are checked on read: a wrong shape is a `StateError` naming the file and the key, never
+a traceback, and never silently taken as "nothing pinned".
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import signal
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import ComputeUnitsError
+from .errors import ComputeUnitsError, ExitCode
 from .install import atomic_write
 
 STATE_DIR = Path("/var/lib/compute-units")
+PHASES = ("idle", "recorded", "pinned", "restarted", "healthy", "verified", "rolling-back")
+MAX_STATE_BYTES = 4 << 20
 
 
 class LockBusy(ComputeUnitsError):
-    exit_code = 1
+    exit_code = ExitCode.FAILED
+
+
+class StateError(ComputeUnitsError):
+    """state.json or history.jsonl cannot be trusted (unreadable or of the wrong shape)."""
+
+    exit_code = ExitCode.FAILED
 
 
 @dataclass
@@ -36,16 +51,22 @@ class ServiceState:
     """
 
     current: str | None = None  # committed pin (None: unpinned, the spec's own reference)
-    phase: str = "idle"  # idle, or the step an interrupted upgrade/rollback reached
+    phase: str = "idle"  # idle, or the step an interrupted upgrade/rollback reached (PHASES)
     target: str | None = None  # where the in-flight upgrade goes
     previous: str | None = None  # where it came from (what an automatic rollback returns to)
-    started: float | None = None
+    started: float | None = None  # when the in-flight upgrade was recorded (epoch seconds)
     vms_before: dict[str, Any] | None = None  # VM snapshot taken before the in-flight restart
+    boot_id: str | None = None  # the boot during which the in-flight upgrade was recorded
+    spec_image: str | None = None  # the spec's image when the pin was made (to notice spec edits)
+    pulled_from: str | None = None  # what `compute-units pull` was asked for ...
+    pulled: str | None = None  # ... and the pinned reference it pulled (an upgrade to it skips the pull)
 
     def commit(self, reference: str | None) -> None:
         """End the in-flight operation: `reference` is what runs now."""
         self.current, self.phase, self.target, self.previous = reference, "idle", None, None
-        self.started, self.vms_before = None, None
+        self.started, self.vms_before, self.boot_id = None, None, None
+        if reference is not None and reference == self.pulled:
+            self.pulled_from = self.pulled = None
 
     def pin(self) -> str | None:
         """The reference the unit must run now."""
@@ -55,6 +76,20 @@ class ServiceState:
             return self.target
         return self.current
 
+    def boot_pin(self, boot_id: str) -> str | None:
+        """The reference a node must boot with: the declared image after a reboot mid-upgrade.
+
+        An upgrade recorded during an earlier boot and not finished: the target only if it had
+        already passed its health gate, else the last committed image.
+        """
+        if self.phase == "idle" or self.boot_id in (None, boot_id):
+            return self.pin()
+        return self.target if self.phase in ("healthy", "verified") else self.previous
+
+    @property
+    def unfinished(self) -> bool:
+        return self.phase != "idle"
+
 
 @dataclass
 class State:
@@ -63,12 +98,58 @@ class State:
     def get(self, name: str) -> ServiceState:
         return self.services.setdefault(name, ServiceState())
 
-    def pins(self) -> dict[str, str]:
-        return {name: pin for name, s in self.services.items() if (pin := s.pin())}
+    def pins(self, boot_id: str | None = None) -> dict[str, str]:
+        """Pinned references by service (with `boot_id`: as a node booting now must run them)."""
+        chosen = {
+            name: (s.boot_pin(boot_id) if boot_id is not None else s.pin())
+            for name, s in self.services.items()
+        }
+        return {name: pin for name, pin in chosen.items() if pin}
 
 
 def digest_of(reference: str | None) -> str | None:
     return reference.rsplit("@", 1)[1] if reference and "@" in reference else None
+
+
+_OPTIONAL_STR = ("current", "target", "previous", "boot_id", "spec_image", "pulled_from", "pulled")
+
+
+def parse_state(data: object, path: Path) -> State:
+    """A State from decoded JSON, or StateError naming the first key of the wrong shape."""
+
+    def bad(key: str, expected: str) -> StateError:
+        return StateError(
+            f"{path}: {key}: expected {expected}",
+            hint="run `compute-units doctor --fix` to rebuild the state from what runs",
+        )
+
+    if not isinstance(data, dict):
+        raise bad("(top level)", "a JSON object")
+    services = data.get("services", {})
+    if not isinstance(services, dict):
+        raise bad("services", "an object of services")
+    known = {f.name for f in fields(ServiceState)}
+    parsed: dict[str, ServiceState] = {}
+    for name, entry in services.items():
+        if not isinstance(entry, dict):
+            raise bad(f"services.{name}", "an object")
+        for key in _OPTIONAL_STR:
+            value = entry.get(key)
+            if value is not None and (not isinstance(value, str) or len(value) > 4096):
+                raise bad(f"services.{name}.{key}", "a string or null")
+        if entry.get("phase", "idle") not in PHASES:
+            raise bad(f"services.{name}.phase", f"one of {', '.join(PHASES)}")
+        started = entry.get("started")
+        if started is not None and (isinstance(started, bool) or not isinstance(started, (int, float))):
+            raise bad(f"services.{name}.started", "a number or null")
+        vms = entry.get("vms_before")
+        if vms is not None and not isinstance(vms, dict):
+            raise bad(f"services.{name}.vms_before", "an object or null")
+        state = ServiceState(**{k: v for k, v in entry.items() if k in known})
+        if state.phase != "idle" and not state.target:
+            raise bad(f"services.{name}.target", "a reference while an upgrade is in flight")
+        parsed[str(name)] = state
+    return State(parsed)
 
 
 class Store:
@@ -87,20 +168,22 @@ class Store:
 
     def load(self) -> State:
         try:
-            data = json.loads(self.state_path.read_text())
+            with self.state_path.open("rb") as handle:
+                raw = handle.read(MAX_STATE_BYTES + 1)
         except FileNotFoundError:
             return State()
-        except (OSError, ValueError) as exc:
-            raise ComputeUnitsError(
-                f"cannot read {self.state_path}: {exc}",
-                hint="restore it from backup or remove it to unpin all",
+        except OSError as exc:
+            raise StateError(f"cannot read {self.state_path}: {exc.strerror}") from exc
+        if len(raw) > MAX_STATE_BYTES:
+            raise StateError(f"{self.state_path}: larger than {MAX_STATE_BYTES >> 20} MiB: not ours")
+        try:
+            data = json.loads(raw.decode())
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise StateError(
+                f"{self.state_path}: not valid JSON ({exc.__class__.__name__})",
+                hint="run `compute-units doctor --fix` to rebuild the state from what runs",
             ) from exc
-        known = ServiceState.__dataclass_fields__
-        services = {
-            name: ServiceState(**{k: v for k, v in entry.items() if k in known})
-            for name, entry in data.get("services", {}).items()
-        }
-        return State(services)
+        return parse_state(data, self.state_path)
 
     def save(self, state: State) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -110,46 +193,100 @@ class Store:
     def append_history(self, entry: dict[str, Any]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         line = json.dumps(entry, sort_keys=True) + "\n"
-        fd = os.open(self.history_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.history_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = "\n" + line  # a line torn by a crash mid-append stays a line of its own
             os.write(fd, line.encode())
             os.fsync(fd)
         finally:
             os.close(fd)
 
     def history(self, service: str | None = None) -> list[dict[str, Any]]:
+        """Entries, oldest first. Lines that are not JSON objects (torn by a crash mid-append,
+        or damaged) are skipped; `history_problems` counts them."""
+        return [e for e in self._history_entries()[0] if service is None or e.get("service") == service]
+
+    def history_problems(self) -> int:
+        return self._history_entries()[1]
+
+    def _history_entries(self) -> tuple[list[dict[str, Any]], int]:
         try:
-            lines = self.history_path.read_text().splitlines()
+            raw = self.history_path.read_bytes()
         except FileNotFoundError:
-            return []
-        entries = []
-        for line in lines:
+            return [], 0
+        except OSError as exc:
+            raise StateError(f"cannot read {self.history_path}: {exc.strerror}") from exc
+        entries, bad = [], 0
+        for line in raw.splitlines():
             try:
-                entry = json.loads(line)
-            except ValueError:
-                continue  # a line torn by a crash mid-append: skip it
-            if service is None or entry.get("service") == service:
+                entry = json.loads(line.decode())
+            except (UnicodeDecodeError, ValueError):
+                bad += 1
+                continue
+            if isinstance(entry, dict) and isinstance(entry.get("service", ""), str):
                 entries.append(entry)
-        return entries
+            else:
+                bad += 1
+        return entries, bad
 
     @contextmanager
-    def lock(self, wait: float = 0.0) -> Iterator[None]:
+    def lock(
+        self, wait: float = 0.0, on_wait: Callable[[str], None] = lambda holder: None
+    ) -> Iterator[UpgradeLock]:
         """One upgrade at a time per host. Waits up to `wait` seconds, then fails naming the holder."""
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / "upgrade.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            if not _flock(fd, wait):
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-                raise LockBusy(
-                    f"another upgrade is running on this host (pid {holder}); lock {path}",
-                    hint="wait for it to finish, or pass --wait SECONDS",
-                )
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-            yield
+            if not _flock(fd, 0.0):
+                holder = describe_holder(os.pread(fd, 512, 0))
+                if wait <= 0:
+                    raise LockBusy(
+                        f"another upgrade is running on this host ({holder}); lock {path}",
+                        hint="wait for it to finish, or pass --wait SECONDS",
+                    )
+                on_wait(holder)
+                if not _flock(fd, wait):
+                    holder = describe_holder(os.pread(fd, 512, 0))
+                    raise LockBusy(
+                        f"another upgrade is still running after {wait:g} s ({holder}); lock {path}",
+                        hint="wait for it to finish, or pass a longer --wait",
+                    )
+            lock = UpgradeLock(fd)
+            lock.tell("starting")
+            try:
+                yield lock
+            finally:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)  # no stale holder for the next waiter to read
         finally:
             os.close(fd)
+
+
+class UpgradeLock:
+    """The held lock: tells waiters what the holder is doing (PID, service, step, since when)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def tell(self, activity: str) -> None:
+        text = f"{os.getpid()} {time.strftime('%H:%M:%S')} {activity}\n"[:500].encode()
+        try:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, text, 0)
+        except OSError:
+            pass  # a full disk must not stop the upgrade: waiters then see less
+
+
+def describe_holder(raw: bytes) -> str:
+    parts = raw.decode(errors="replace").strip().split(" ", 2)
+    if not parts or not parts[0].isdigit():
+        return "holder unknown"
+    if len(parts) < 3:
+        return f"pid {parts[0]}"
+    return f"pid {parts[0]}, since {parts[1]}: {parts[2]}"
 
 
 class _LockTimeout(Exception):

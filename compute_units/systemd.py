@@ -215,6 +215,21 @@ class Systemd:
     def fragment_path(self, unit: str) -> str:
         return text(self.unit_properties(unit)[b"FragmentPath"])
 
+    def kill_signal(self, unit: str) -> int:
+        return kill_signal(self, unit)
+
+    def machines(self) -> list[Machine]:
+        return list_machines(self)
+
+    def load_error(self, unit: str) -> str:
+        """Why systemd could not load the unit ("" when it loaded): its LoadError message."""
+        props = self.unit_properties(unit)
+        error = props.get(b"LoadError")
+        if not error or len(error) < 2:
+            return ""
+        name, message = text(error[0]), text(error[1])
+        return f"{message} ({name})" if name and message else message or name
+
     def require_loaded(self, units: Sequence[str]) -> None:
         missing = [u for u in units if self.state(u).load_state == "not-found"]
         if missing:

@@ -1,45 +1,52 @@
 """Atomic upgrade: lock → pull → preflight → record → pin → restart → health → post-check → commit.
 
-Any failure after `pin` rolls back to the previous digest the same way. Every step is idempotent
-and its progress is recorded in state.json before the next begins, so running the same command
-again after a crash (even kill -9) resumes and converges: state.json == the digest that runs.
+Any failure after `record` — a failed step, any exception (a full disk included) or a signal —
+rolls back to the previous digest the same way, post-check included. Every step is idempotent and
+its progress is recorded in state.json before the next begins, so running the same command again
+after a crash (even kill -9) resumes and converges: state.json == the digest that runs. After a
+reboot in the middle of an upgrade the node runs the declared image (`ServiceState.boot_pin`) and
+the next run settles the state to it before it does anything else.
+
+Effects come in through `effects.Effects`; nothing here calls podman, systemd or /proc directly.
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
 import signal
-import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-from . import host, install, podman, render, runner
-from .errors import CommandError, ComputeUnitsError
+from . import vms
+from .effects import Effects
+from .errors import CommandError, ComputeUnitsError, ExitCode
 from .model import Service, ServiceSet
-from .state import ServiceState, State, Store, digest_of
-from .systemd import HostNotReady, Systemd, kill_signal, list_machines
+from .state import ServiceState, State, digest_of
+from .vms import VmSnapshot
 
 SIGKILL = 9
 HEALTH_POLL_S = 0.5
+PODMAN_EXEC_MARGIN_S = 5.0  # what `podman healthcheck run` adds to the command's own time, at most
+DEFAULT_PULL_TIMEOUT_S = 600.0
 GENERATOR_DIRS = ("/run/systemd/generator", "/run/systemd/generator.late", "/run/systemd/generator.early")
-# tests only: SIGKILL ourselves right after this step (or "stop-container": inside restart, once
-# the old container has stopped and before systemd is asked to restart the unit)
-CRASH_ENV = "COMPUTE_UNITS_CRASH_AT"
 
 
 class PullFailed(ComputeUnitsError):
-    exit_code = 1
+    exit_code = ExitCode.FAILED
 
 
 class PreflightRefused(ComputeUnitsError):
-    exit_code = 3
+    exit_code = ExitCode.NOT_READY
 
 
 class RolledBack(ComputeUnitsError):
-    exit_code = 5
+    exit_code = ExitCode.ROLLED_BACK
+
+
+class UpgradeInterrupted(ComputeUnitsError):
+    exit_code = ExitCode.INTERRUPTED
 
 
 class StepFailed(Exception):
@@ -47,6 +54,14 @@ class StepFailed(Exception):
         super().__init__(reason)
         self.step = step
         self.reason = reason
+
+
+class Interrupted(Exception):
+    """A signal asked the run to stop; raised between steps, never from the handler itself."""
+
+    def __init__(self, signame: str) -> None:
+        super().__init__(signame)
+        self.signame = signame
 
 
 @dataclass
@@ -58,18 +73,14 @@ class Step:
 
 
 @dataclass
-class VmSnapshot:
-    qemu: list[dict[str, Any]] = field(default_factory=list)  # pid, comm, start_time, cgroup
-    machines: list[str] = field(default_factory=list)
-    running_guests: list[str] | None = None  # from virsh in the container, when it has virsh
-
-
-@dataclass
 class Report:
     service: str
-    result: str = "pending"  # upgraded, unchanged, rolled-back, failed, refused
+    kind: str = "upgrade"  # upgrade, rollback
+    result: str = "pending"  # upgraded, unchanged, rolled-back, failed, refused, interrupted, would-upgrade
     source: str | None = None
     target: str | None = None
+    note: str = ""  # why this target (e.g. "kept the image pinned by an earlier --image")
+    undoes: str | None = None  # rollback: the time of the upgrade it undoes
     failed_step: str | None = None
     reason: str | None = None
     steps: list[Step] = field(default_factory=list)
@@ -87,183 +98,271 @@ class Report:
 Progress = Callable[[str], None]
 # for people at a terminal: a context in which podman may draw its own pull progress on stderr
 PullDisplay = Callable[[], AbstractContextManager[None]]
+RenderUnit = Callable[[Service, str | None], str]
 
 
 class Upgrader:
-    """Runs upgrades for services of one node. Collaborators are passed in."""
+    """Runs upgrades and rollbacks for services of one node. Every effect is in `fx`."""
 
     def __init__(
         self,
-        systemd: Systemd,
-        store: Store,
+        fx: Effects,
         services: ServiceSet,
-        options: render.RenderOptions,
+        render_unit: RenderUnit,
         *,
-        unit_dir: Path,
         progress: Progress = lambda message: None,
         pull_display: PullDisplay | None = None,
+        pull_timeout: float = DEFAULT_PULL_TIMEOUT_S,
     ) -> None:
-        self.systemd = systemd
-        self.store = store
+        self.fx = fx
         self.services = services
-        self.options = options
-        self.unit_dir = unit_dir
+        self.render_unit = render_unit
         self.progress = progress
         self.pull_display = pull_display
-        self.crash_at = os.environ.get(CRASH_ENV, "")
+        self.pull_timeout = pull_timeout
         self.reports: list[Report] = []
 
     # ------------------------------------------------------------------ public
-    def upgrade(self, service: Service, image: str | None = None) -> Report:
+    def upgrade(self, service: Service, image: str | None = None, *, kind: str = "upgrade") -> Report:
         """Upgrade one service (and restart its dependents); the report also lands in `self.reports`."""
-        report = Report(service.name)
-        self.reports.append(report)
-        state = self.store.load()
+        state = self._settle_unfinished(service)
         entry = state.get(service.name)
-        if entry.phase == "rolling-back":
-            self.progress(f"{service.name}: finishing an interrupted rollback")
-            report.source, report.target = entry.target, entry.previous
-            self._finish_rollback(service, state, report)
-            state = self.store.load()
-            entry = state.get(service.name)
-            report = Report(service.name)
-            self.reports.append(report)
-        resume = entry.phase != "idle" and entry.target is not None
-        reference = entry.target if resume and entry.target else image or str(service.image)
+        report = self._new_report(service, kind)
+        resume = entry.unfinished
         if resume:
+            reference, report.note = str(entry.target), "resuming the interrupted upgrade"
             self.progress(f"{service.name}: resuming the interrupted upgrade to {entry.target}")
-        with self._step(report, "pull"):
-            target = self.pull(reference)
+        else:
+            reference, report.note = choose_target(service, entry, image)
+        with self._step(report, "pull") as step:
+            target, step.detail = self.pull(reference, entry)
         report.target = target
         running = self.running_reference(service)
         report.source = entry.previous if resume else (entry.current or running)
         if not resume and running and digest_of(running) == digest_of(target):
             with self._step(report, "pin"):
-                entry.current = target
-                self.store.save(state)
-                self.pin(service, state)
+                entry.commit(target)
+                entry.spec_image = str(service.image)
+                self.fx.store.save(state)
+                self.pin(service, target)
             report.result = "unchanged"
             return report
+        self._stop_if_interrupted(report, "before anything was changed")
         with self._step(report, "preflight"):
-            report.vm_before = self.preflight(service)
+            snapshot = self.preflight(service)
         if not resume:
+            self._stop_if_interrupted(report, "before anything was changed")
             with self._step(report, "record"):
-                entry.previous = entry.current or running
-                entry.target = target
-                entry.phase = "recorded"
-                entry.started = time.time()
-                entry.vms_before = asdict(report.vm_before)
-                self.store.save(state)
-        elif entry.vms_before is not None:
-            report.vm_before = VmSnapshot(**entry.vms_before)  # what ran before the crash
+                self._record(state, entry, service, target, snapshot)
+            report.vm_before = snapshot
+        else:
+            stored = entry.vms_before
+            report.vm_before = VmSnapshot.from_dict(stored) if stored is not None else snapshot
+        self._apply(service, state, entry, report, target)
+        return report
+
+    def dry_run(self, service: Service, image: str | None = None) -> Report:
+        """What `upgrade` would do: the target resolved (pulled), nothing restarted or recorded."""
+        entry = self.fx.store.load().get(service.name)
+        report = self._new_report(service, "upgrade")
+        reference, report.note = (
+            (str(entry.target), "an interrupted upgrade would be resumed")
+            if entry.unfinished
+            else choose_target(service, entry, image)
+        )
+        with self._step(report, "pull") as step:
+            report.target, step.detail = self.pull(reference, entry)
+        running = self.running_reference(service)
+        report.source = entry.current or running
+        same = running is not None and digest_of(running) == digest_of(report.target)
+        report.result = "unchanged" if same else "would-upgrade"
+        return report
+
+    def prepull(self, service: Service, image: str | None = None) -> tuple[str, bool, str]:
+        """Pull the target `upgrade` would use and record it; (pinned reference, pulled?, note)."""
+        state = self.fx.store.load()
+        entry = state.get(service.name)
+        reference, note = choose_target(service, entry, image)
+        present = "@" in reference and self.fx.podman.image_exists(reference)
+        target, _ = self.pull(reference, entry)
+        entry.pulled_from, entry.pulled = reference, target
+        self.fx.store.save(state)
+        return target, not present, note
+
+    # ------------------------------------------------------------------ flow
+    def _new_report(self, service: Service, kind: str) -> Report:
+        report = Report(service.name, kind)
+        self.reports.append(report)
+        return report
+
+    def _record(
+        self, state: State, entry: ServiceState, service: Service, target: str, snapshot: VmSnapshot
+    ) -> None:
+        entry.previous = entry.current or self.running_reference(service)
+        entry.target = target
+        entry.phase = "recorded"
+        entry.started = self.fx.clock.now()
+        entry.vms_before = snapshot.as_dict()
+        entry.boot_id = self.fx.host.boot_id()
+        self.fx.store.save(state)
+
+    def _apply(
+        self, service: Service, state: State, entry: ServiceState, report: Report, target: str
+    ) -> None:
+        """pin → restart → health → post-check → commit; any failure or signal rolls back."""
         try:
-            with self._step(report, "pin"):
-                self.pin(service, state)
-                self._advance(state, entry, "pinned")
-            with self._step(report, "restart") as step:
-                if entry.phase in ("pinned",) or digest_of(self.running_reference(service)) != digest_of(
-                    target
-                ):
+            if entry.phase in ("recorded", "pinned"):
+                with self._step(report, "pin"):
+                    self.pin(service, target)
+                    self._advance(state, entry, "pinned")
+                self._stop_if_interrupted(report)
+            if entry.phase == "pinned" or digest_of(self.running_reference(service)) != digest_of(target):
+                with self._step(report, "restart") as step:
                     step.detail = self.restart(service)
-                self._advance(state, entry, "restarted")
+                    self._advance(state, entry, "restarted")
+                self._stop_if_interrupted(report)
             with self._step(report, "health"):
                 self.health_gate(service)
                 self._advance(state, entry, "healthy")
+            self._stop_if_interrupted(report)
             with self._step(report, "post-check"):
                 report.vm_after, report.vm_check = self.post_check(service, report.vm_before)
                 if report.vm_check:
                     raise StepFailed("post-check", "; ".join(report.vm_check))
                 self._advance(state, entry, "verified")
-        except StepFailed as failure:
+        except Interrupted as stop:
+            self._roll_back_after(service, state, report, "interrupted", f"interrupted by {stop.signame}")
+            raise UpgradeInterrupted(
+                f"{service.name}: interrupted by {stop.signame} during the upgrade to {target}; "
+                f"rolled back to {entry.current or service.image}",
+                hint=f"`compute-units upgrade {service.name}` starts it again",
+            ) from None
+        except Exception as exc:  # a failed step, or anything else that went wrong: roll back
+            failure = (
+                exc if isinstance(exc, StepFailed) else StepFailed(report.steps[-1].name, _describe(exc))
+            )
             report.failed_step, report.reason = failure.step, failure.reason
-            self._rollback(service, state, report)
+            self._roll_back_after(service, state, report, "rolled-back", failure.reason)
             raise RolledBack(
-                f"{service.name}: upgrade to {target} failed at {failure.step}: {failure.reason}; "
+                f"{service.name}: {report.kind} to {target} failed at {failure.step}: {failure.reason}; "
                 f"rolled back to {entry.current or service.image}",
                 hint=f"see `journalctl -u {service.unit}` and `compute-units history {service.name}`",
             ) from None
         with self._step(report, "commit"):
             entry.commit(target)
-            self.store.save(state)
-            report.result = "upgraded"
+            entry.spec_image = str(service.image)
+            self.fx.store.save(state)
+            report.result = "upgraded" if report.kind == "upgrade" else "rolled-back"
             self._history(report)
-        return report
+        signame = self.fx.interrupted()
+        if signame:
+            raise UpgradeInterrupted(
+                f"{service.name}: interrupted by {signame} after the upgrade was verified: "
+                f"committed {target}; nothing else was started"
+            )
+
+    def _stop_if_interrupted(self, report: Report, what: str = "") -> None:
+        signame = self.fx.interrupted()
+        if signame is None:
+            return
+        if what:  # nothing recorded yet
+            report.result, report.reason = "interrupted", f"interrupted by {signame} {what}"
+            raise UpgradeInterrupted(
+                f"{report.service}: interrupted by {signame} {what}; nothing was changed"
+            )
+        raise Interrupted(signame)
 
     # ------------------------------------------------------------------ steps
     @contextmanager
     def _step(self, report: Report, name: str) -> Iterator[Step]:
         """Time one step and record it in the report; the body may fill in `detail`."""
-        self.progress(f"{report.service}: {name}")
-        started = time.monotonic()
+        self._tell(f"{report.service}: {name}")
+        started = self.fx.clock.monotonic()
         step = Step(name, 0, True)
         try:
             yield step
         except StepFailed as failure:
-            step.ms, step.ok, step.detail = _ms(started), False, failure.reason
+            step.ms, step.ok, step.detail = self._ms(started), False, failure.reason
             report.steps.append(step)
             raise
         except ComputeUnitsError as exc:
-            step.ms, step.ok, step.detail = _ms(started), False, exc.message
+            step.ms, step.ok, step.detail = self._ms(started), False, exc.message
             report.steps.append(step)
             report.result, report.failed_step, report.reason = "failed", name, exc.message
             raise
-        step.ms = _ms(started)
+        except Exception as exc:
+            step.ms, step.ok, step.detail = self._ms(started), False, _describe(exc)
+            report.steps.append(step)
+            raise
+        step.ms = self._ms(started)
         report.steps.append(step)
-        self._crash_point(name)
+        self.fx.checkpoint(name)
 
-    def _crash_point(self, name: str) -> None:
-        if self.crash_at == name:
-            os.kill(os.getpid(), signal.SIGKILL)
+    def _tell(self, message: str) -> None:
+        with contextlib.suppress(OSError):  # the terminal is gone (a dropped ssh connection): go on
+            self.progress(message)
+
+    def _ms(self, started: float) -> int:
+        return round((self.fx.clock.monotonic() - started) * 1000)
 
     def _advance(self, state: State, entry: ServiceState, phase: str) -> None:
         entry.phase = phase
-        self.store.save(state)
+        self.fx.store.save(state)
 
-    def pull(self, reference: str) -> str:
-        """Pull (before anything stops) and return repository[:tag]@digest."""
-        if "@" in reference and podman.image_exists(reference):
-            return reference  # resuming: the pinned image is already here, no registry needed
+    def pull(self, reference: str, entry: ServiceState | None = None) -> tuple[str, str]:
+        """Pull (before anything stops); (repository[:tag]@digest, how it was obtained)."""
+        prepulled = entry.pulled if entry is not None and entry.pulled_from == reference else None
+        if prepulled and self.fx.podman.image_exists(prepulled):
+            return prepulled, "pre-pulled by `compute-units pull`"
+        if "@" in reference and self.fx.podman.image_exists(reference):
+            return reference, "already present"  # resuming: the pinned image is here, no registry needed
+        display = self.pull_display() if self.pull_display is not None else nullcontext()
         try:
-            if self.pull_display is not None:  # podman's progress bars, then the image id on stdout
-                with self.pull_display():
-                    result = runner.run([podman.PODMAN, "pull", reference], timeout=1800, show_stderr=True)
-            else:
-                result = runner.run([podman.PODMAN, "pull", "--quiet", reference], timeout=1800)
+            with display:
+                image_id = self.fx.podman.pull(
+                    reference, timeout=self.pull_timeout, show_progress=self.pull_display is not None
+                )
         except CommandError as exc:
+            detail = exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else exc.message
+            if exc.returncode == 124:
+                detail = f"no answer within {self.pull_timeout:g} s (--pull-timeout)"
             raise PullFailed(
-                f"cannot pull {reference}: {exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else exc.message}; nothing was changed",
+                f"cannot pull {reference}: {detail}; nothing was changed",
                 hint="check the registry and the image name (compute-units doctor)",
             ) from exc
-        image_id = result.stdout.strip().splitlines()[-1]
-        digest = podman.image_digest(image_id, podman.repository_of(reference))
+        from .podman import repository_of
+
+        digest = self.fx.podman.image_digest(image_id, repository_of(reference))
         if digest is None:
             raise PullFailed(f"{reference} has no registry digest; nothing was changed")
-        return f"{reference.split('@', 1)[0]}@{digest}"
+        return f"{reference.split('@', 1)[0]}@{digest}", "pulled"
 
     def running_reference(self, service: Service) -> str | None:
-        container = podman.unit_container(service.unit)
+        container = self.fx.podman.unit_container(service.unit)
         if container is None:
             return None
+        from .podman import repository_of
+
         name = container.image.split("@", 1)[0]
-        digest = podman.image_digest(container.image_id, podman.repository_of(name))
+        digest = self.fx.podman.image_digest(container.image_id, repository_of(name))
         return f"{name}@{digest}" if digest else None
 
     def preflight(self, service: Service) -> VmSnapshot:
         problems = []
         for module in service.preflight.kernel_modules:
-            if not host.module_available(module):
+            if not self.fx.host.module_available(module):
                 problems.append(f"kernel module {module} is not loaded (modprobe {module})")
         for unit in service.preflight.host_units_inactive:
-            st = self.systemd.state(unit)
+            st = self.fx.systemd.state(unit)
             if st.active_state not in ("inactive", "failed") and st.load_state != "not-found":
                 problems.append(f"{unit} is {st.active_state} on the host (systemctl disable --now {unit})")
         for path in service.preflight.paths:
-            if not Path(path).exists():
+            if not self.fx.host.exists(str(path)):
                 problems.append(f"{path} does not exist")
         snapshot = VmSnapshot()
         if service.keeps_vms:
             problems += self._vm_safety(service)
-            snapshot = self.vm_snapshot(service)
+            snapshot = vms.snapshot(self.fx, service)
         if problems:
             raise PreflightRefused(
                 f"{service.name}: refusing to restart: " + "; ".join(problems) + "; nothing was changed"
@@ -271,188 +370,265 @@ class Upgrader:
         return snapshot
 
     def _vm_safety(self, service: Service) -> list[str]:
+        from .host import in_cgroup
+
         problems = []
-        machined = self.systemd.state("systemd-machined.service")
+        machined = self.fx.systemd.state("systemd-machined.service")
         if machined.active_state != "active":
             problems.append(
                 "systemd-machined is not active: libvirt could not keep guests in their own scopes "
                 "and a restart would kill them (systemctl unmask --now systemd-machined)"
             )
-        st = self.systemd.state(service.unit)
+        st = self.fx.systemd.state(service.unit)
         if st.active_state == "active":
-            inside = [p for p in host.qemu_processes() if host.in_cgroup(p, st.control_group)]
+            inside = [p for p in self.fx.host.qemu_processes() if in_cgroup(p, st.control_group)]
             if inside:
                 problems.append(
                     f"qemu PID {', '.join(str(p.pid) for p in inside)} is inside {service.unit}'s cgroup "
                     "and would be killed with it"
                 )
-            if kill_signal(self.systemd, service.unit) != SIGKILL:
+            if self.fx.systemd.kill_signal(service.unit) != SIGKILL:
                 problems.append(
                     f"{service.unit} is loaded with KillSignal other than SIGKILL: conmon would wait for "
                     "qemu and the stop would time out (regenerate the unit and daemon-reload)"
                 )
         return problems
 
-    def vm_snapshot(self, service: Service) -> VmSnapshot:
-        qemu = [asdict(p) for p in host.qemu_processes()]
-        try:
-            machines = sorted(m.name for m in list_machines(self.systemd) if m.klass == "vm")
-        except HostNotReady:
-            machines = []
-        return VmSnapshot(qemu, machines, self._running_guests(service))
+    def pin(self, service: Service, reference: str | None) -> None:
+        """Write this service's unit (only this one) with `reference` and daemon-reload.
 
-    def _running_guests(self, service: Service) -> list[str] | None:
-        result = runner.run(
-            [
-                podman.PODMAN,
-                "exec",
-                service.name,
-                "virsh",
-                "-c",
-                "qemu:///system",
-                "list",
-                "--name",
-                "--state-running",
-            ],
-            check=False,
-            timeout=60,
-        )
-        if result.returncode != 0:
-            return None
-        return sorted(line.strip() for line in result.stdout.splitlines() if line.strip())
-
-    def pin(self, service: Service, state: State) -> None:
-        """Render the units with the pins of `state` and daemon-reload."""
-        options = render.RenderOptions(
-            podman=self.options.podman,
-            template_dirs=self.options.template_dirs,
-            pins=state.pins(),
-            start_limit_interval=self.options.start_limit_interval,
-            start_limit_burst=self.options.start_limit_burst,
-        )
-        fragment = self.systemd.fragment_path(service.unit)
-        if not fragment.startswith(GENERATOR_DIRS):
-            units = render.render_all(self.services, options)
-            install.apply(install.plan(units, self.unit_dir), self.unit_dir)
-        self.systemd.reload()
+        Units made by the generator are not written: it reads the pin from state.json at reload.
+        """
+        if not self.fx.systemd.fragment_path(service.unit).startswith(GENERATOR_DIRS):
+            self.fx.units.write({service.unit: self.render_unit(service, reference)})
+        self.fx.systemd.reload()
 
     def restart(self, service: Service) -> str:
         """Restart the service and its dependents; returns how the old container stopped."""
         units = [service.unit] + [d.unit for d in self.services.dependents(service.name)]
         stopped = self.stop_container(service)
-        self._crash_point("stop-container")
-        outcomes = self.systemd.run_jobs("restart", units, timeout=service.stop_timeout_s + 300)
+        self.fx.checkpoint("stop-container")
+        outcomes = self.fx.systemd.run_jobs("restart", units, timeout=service.stop_timeout_s + 300)
         failed = [o for o in outcomes if not o.ok]
         if failed:
             o = failed[0]
-            raise StepFailed(
-                "restart",
+            reason = (
                 f"{o.unit}: job {o.job_result}, unit {o.state.active_state}/{o.state.sub_state} "
-                f"(Result={o.state.result}, main process {o.state.exit_description})",
+                f"(Result={o.state.result}, main process {o.state.exit_description})"
             )
+            if o.state.load_state != "loaded":
+                reason += (
+                    f"; systemd cannot load it: {self.fx.systemd.load_error(o.unit) or o.state.load_state}"
+                )
+            raise StepFailed("restart", reason)
         return stopped
 
     def stop_container(self, service: Service) -> str:
         """Stop the old container's main process with its stop signal and return once it is gone.
 
         The unit's restart follows at once; its ExecStop then finds the container exited. podman's
-        stop (in ExecStop, and in `podman auto-update`'s restart) looks for the exit every 100 ms,
-        which lengthens the window in which the service is down; we wait on the exit itself. If the
-        process is still running after stop_timeout, ExecStop takes over: SIGTERM, then SIGKILL
-        after another stop_timeout.
+        stop looks for the exit every 100 ms; we wait on the exit itself (a pidfd). A process still
+        running after stop_timeout is left to ExecStop (SIGTERM, then SIGKILL).
         """
-        container = podman.unit_container(service.unit)
+        container = self.fx.podman.unit_container(service.unit)
         if container is None or not container.running or container.pid <= 0:
             return "no running container"
-        control_group = self.systemd.state(service.unit).control_group
-        name = signal.Signals(container.stop_signal).name
-        started = time.monotonic()
-        if host.stop_process(
+        control_group = self.fx.systemd.state(service.unit).control_group
+        name = _signal_name(container.stop_signal)
+        started = self.fx.clock.monotonic()
+        outcome = self.fx.host.stop_process(
             container.pid, container.stop_signal, service.stop_timeout_s, cgroup=control_group
-        ):
-            return f"old container (PID {container.pid}) exited {_ms(started)} ms after {name}"
-        return f"old container (PID {container.pid}) not stopped by {name} within {service.stop_timeout_s}s: left to ExecStop"
+        )
+        if outcome == "exited":
+            return f"old container (PID {container.pid}) exited {self._ms(started)} ms after {name}"
+        if outcome == "running":
+            return (
+                f"old container (PID {container.pid}) not stopped by {name} within "
+                f"{service.stop_timeout_s}s: left to ExecStop"
+            )
+        return f"old container (PID {container.pid}) was already gone: left to ExecStop"
 
     def health_gate(self, service: Service) -> None:
-        """The unit stays active and its health command passes within start_period (+ timeout)."""
+        """Each unit stays active and its health command passes within start_period + timeout.
+
+        Every try of the health command is bounded by `timeout`; the message gives the real time.
+        """
         for svc in [service, *self.services.dependents(service.name)]:
-            health = svc.health
-            deadline = time.monotonic() + (
-                (health.start_period_ms + health.timeout_ms) / 1000 if health else 0
-            )
-            while True:
-                st = self.systemd.state(svc.unit)
-                if st.active_state != "active":
-                    raise StepFailed(
-                        "health",
-                        f"{svc.unit} is {st.active_state}/{st.sub_state} (main process {st.exit_description})",
-                    )
-                if health is None:
-                    break
-                if podman.healthcheck(svc.name):
-                    break
-                if time.monotonic() >= deadline:
-                    raise StepFailed(
-                        "health",
-                        f"{svc.name}: health check {list(health.command)} did not pass within "
-                        f"{(health.start_period_ms + health.timeout_ms) // 1000}s",
-                    )
-                time.sleep(HEALTH_POLL_S)  # sleep-ok: podman offers no event for "healthy"
+            self._gate_one(svc)
+
+    def _gate_one(self, svc: Service) -> None:
+        health = svc.health
+        started = self.fx.clock.monotonic()
+        budget = (health.start_period_ms + health.timeout_ms) / 1000 if health else 0.0
+        while True:
+            st = self.fx.systemd.state(svc.unit)
+            if st.active_state != "active":
+                raise StepFailed(
+                    "health",
+                    f"{svc.unit} is {st.active_state}/{st.sub_state} (main process {st.exit_description})",
+                )
+            if health is None:
+                return
+            # each try: the command's own timeout plus podman's start-up (an exec session)
+            if self.fx.podman.healthcheck(svc.name, timeout=health.timeout_ms / 1000 + PODMAN_EXEC_MARGIN_S):
+                return
+            elapsed = self.fx.clock.monotonic() - started
+            if elapsed >= budget:
+                raise StepFailed(
+                    "health",
+                    f"{svc.name}: health check {list(health.command)} did not pass within {elapsed:.1f} s "
+                    f"(start_period {health.start_period_ms / 1000:g} s + timeout {health.timeout_ms / 1000:g} s)",
+                )
+            signame = self.fx.interrupted()
+            if signame:
+                raise Interrupted(signame)
+            self.fx.clock.sleep(min(HEALTH_POLL_S, budget - elapsed))
 
     def post_check(self, service: Service, before: VmSnapshot | None) -> tuple[VmSnapshot, list[str]]:
         if not service.keeps_vms or before is None:
             return VmSnapshot(), []
-        after = self.vm_snapshot(service)
-        problems = []
-        alive = {(p["pid"], p["start_time"]) for p in after.qemu}
-        for p in before.qemu:
-            if (p["pid"], p["start_time"]) not in alive:
-                problems.append(f"qemu PID {p['pid']} died")
-        for name in sorted(set(before.machines) - set(after.machines)):
-            problems.append(f"machine {name} is gone")
-        if before.running_guests is not None:
-            if after.running_guests is None:
-                problems.append("cannot list guests in the new container")
-            else:
-                for guest in sorted(set(before.running_guests) - set(after.running_guests)):
-                    problems.append(f"guest {guest} is not running")
-        return after, problems
+        after = vms.snapshot(self.fx, service)
+        return after, vms.compare(self.fx, before, after)
 
-    # ------------------------------------------------------------------ rollback
-    def _rollback(self, service: Service, state: State, report: Report) -> None:
+    # ------------------------------------------------------------------ rollback and recovery
+    def _roll_back_after(
+        self, service: Service, state: State, report: Report, result: str, reason: str
+    ) -> None:
         entry = state.get(service.name)
         entry.phase = "rolling-back"
-        self.store.save(state)
-        self._finish_rollback(service, state, report)
+        report.reason = report.reason or reason
+        self._save_best_effort(state, report)
+        self._finish_rollback(service, state, report, result)
 
-    def _finish_rollback(self, service: Service, state: State, report: Report) -> None:
+    def _finish_rollback(self, service: Service, state: State, report: Report, result: str) -> None:
         entry = state.get(service.name)
-        with self._step(report, "rollback"):
-            self.pin(service, state)
+        with self._step(report, "rollback") as step:
             try:
+                self.pin(service, entry.previous)
                 self.restart(service)
                 self.health_gate(service)
-            except StepFailed as failure:
+                after, problems = self.post_check(service, report.vm_before)
+                report.vm_after, report.vm_check = after, problems
+            except Exception as exc:
+                why = exc.reason if isinstance(exc, StepFailed) else _describe(exc)
                 report.result = "failed"
-                report.reason = f"{report.reason}; rollback also failed: {failure.reason}"
-                self._history(report)
+                report.reason = f"{report.reason}; rollback also failed: {why}"
+                self._history_best_effort(report)
                 raise ComputeUnitsError(
-                    f"{service.name}: rollback to {entry.previous or service.image} failed: {failure.reason}",
-                    hint=f"the unit is pinned to the previous image; inspect `journalctl -u {service.unit}`",
+                    f"{service.name}: rollback to {entry.previous or service.image} failed: {why}",
+                    hint=f"the unit is pinned to the previous image and state.json says 'rolling-back'; "
+                    f"inspect `journalctl -u {service.unit}`, then run `compute-units upgrade {service.name}` "
+                    "again to finish the rollback",
                 ) from None
+            step.detail = "post-check: " + ("; ".join(problems) if problems else "ok")
             entry.commit(entry.previous)
-            self.store.save(state)
-        report.result = "rolled-back"
-        self._history(report)
+            self._save_best_effort(state, report)
+        report.result = result
+        self._history_best_effort(report)
+
+    def _settle_unfinished(self, service: Service) -> State:
+        """Finish what an earlier run left: a rollback in flight, or an upgrade cut by a reboot."""
+        state = self.fx.store.load()
+        entry = state.get(service.name)
+        if entry.phase == "rolling-back":
+            self._tell(f"{service.name}: finishing an interrupted rollback")
+            report = self._new_report(service, "upgrade")
+            report.source, report.target, report.reason = entry.target, entry.previous, "interrupted earlier"
+            stored = entry.vms_before
+            report.vm_before = VmSnapshot.from_dict(stored) if stored is not None else None
+            self._finish_rollback(service, state, report, "rolled-back")
+            return self.fx.store.load()
+        boot = self.fx.host.boot_id()
+        if entry.unfinished and entry.boot_id and boot and entry.boot_id != boot:
+            report = self._new_report(service, "upgrade")
+            declared = entry.boot_pin(boot)
+            report.source, report.target = entry.previous, entry.target
+            verified = declared == entry.target
+            report.result = "upgraded" if verified else "rolled-back"
+            report.reason = f"the node rebooted during the upgrade (phase {entry.phase}); it came up on " + (
+                "the target, which had passed its health gate" if verified else "the committed image"
+            )
+            self._tell(f"{service.name}: {report.reason}")
+            with self._step(report, "settle-after-reboot"):
+                self.pin(service, declared)
+                entry.commit(declared)
+                entry.spec_image = str(service.image)
+                self.fx.store.save(state)
+            self._history_best_effort(report)
+        return state
+
+    def _save_best_effort(self, state: State, report: Report) -> None:
+        try:
+            self.fx.store.save(state)
+        except OSError as exc:
+            report.reason = f"{report.reason}; state.json not updated: {_describe(exc)}"
+
+    def _history_best_effort(self, report: Report) -> None:
+        try:
+            self._history(report)
+        except OSError as exc:
+            report.reason = f"{report.reason}; history not updated: {_describe(exc)}"
 
     def _history(self, report: Report) -> None:
+        import time
+
         entry = report.as_dict()
-        entry["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        entry["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.fx.clock.now()))
         entry["duration_ms"] = sum(s.ms for s in report.steps)
         for key in ("vm_before", "vm_after"):
             entry.pop(key, None)
-        self.store.append_history(entry)
+        self.fx.store.append_history(entry)
 
 
-def _ms(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)
+def choose_target(service: Service, entry: ServiceState, image: str | None) -> tuple[str, str]:
+    """The reference an upgrade goes to, and why. Never a silent move away from a pin.
+
+    --image wins. Without it: the spec's image, unless an earlier upgrade pinned another image and
+    the spec has not changed since: then that pin stays (a plain `upgrade --all` is no downgrade).
+    """
+    spec_ref = str(service.image)
+    if image:
+        return image, f"--image {image}"
+    if entry.current is None:
+        return spec_ref, "the spec's image"
+    pinned_name = entry.current.split("@", 1)[0]
+    if pinned_name == spec_ref.split("@", 1)[0]:
+        return spec_ref, "the spec's image"
+    if entry.spec_image is not None and entry.spec_image != spec_ref:
+        return spec_ref, f"the spec's image (changed from {entry.spec_image} since the last upgrade)"
+    return entry.current, (
+        f"kept {entry.current}, pinned by an earlier upgrade (the spec names {spec_ref}; "
+        "edit the spec or pass --image to move)"
+    )
+
+
+def rollback_target(history: list[dict[str, Any]], current: str | None) -> tuple[str, str] | None:
+    """(reference, time of the upgrade it undoes) for `rollback`: the image before the upgrade that
+    put `current` in place. Rollbacks are not undone by a second rollback: it goes further back."""
+    undone = {
+        e.get("undoes") for e in history if e.get("kind") == "rollback" and e.get("result") == "rolled-back"
+    }
+    for entry in reversed(history):
+        if entry.get("kind", "upgrade") != "upgrade" or entry.get("result") != "upgraded":
+            continue
+        if entry.get("time") in undone or not entry.get("from"):
+            continue
+        if current is None or digest_of(entry.get("to")) == digest_of(current):
+            return str(entry["from"]), str(entry.get("time"))
+    return None
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ComputeUnitsError):
+        return exc.message
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    return f"{type(exc).__name__}: {exc}"

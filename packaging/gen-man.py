@@ -148,17 +148,10 @@ def walk(command: Command, ctx: Ctx, path: str) -> Iterator[tuple[str, Command, 
 
 
 def exit_codes(help_text: str) -> list[tuple[str, str]]:
-    """`Exit codes: 0 success; 1 an operation failed; ...` from the top-level help."""
-    for paragraph in paragraphs(help_text):
-        if paragraph.startswith(EXIT_CODES_PREFIX):
-            body = " ".join(paragraph[len(EXIT_CODES_PREFIX) :].split()).rstrip(".")
-            codes = [re.fullmatch(r"(\d+) (.+)", item.strip()) for item in body.split(";")]
-            if codes and all(codes):
-                return [(m.group(1), m.group(2)) for m in codes if m]
-            break
-    raise SystemExit(
-        f"gen-man: no parsable '{EXIT_CODES_PREFIX} N text; ...' paragraph in the top-level help"
-    )
+    """The exit codes, from the one enum the CLI's --help is made from too."""
+    from compute_units.errors import ExitCode
+
+    return [(str(int(code)), code.meaning) for code in ExitCode]
 
 
 def man_date() -> str:

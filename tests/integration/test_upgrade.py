@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness.node import Node
+from tests.harness.node import REPO, Node
 from tests.integration.conftest import Image
 
 pytestmark = pytest.mark.integration
@@ -87,8 +87,19 @@ def test_at_a_terminal_the_pull_shows_podmans_progress(node: Node, svc: dict[str
 def test_kill_9_at_every_step_then_rerun_converges(node: Node, svc: dict[str, Image]) -> None:
     target = "v2"
     for step in STEPS:
-        crashed = cu(
-            node, "upgrade", "svc", "--image", svc[target].reference, env={"COMPUTE_UNITS_CRASH_AT": step}
+        crashed = node.run(
+            [
+                "python3",
+                "-m",
+                "tests.harness.crash_cli",
+                step,
+                "upgrade",
+                "svc",
+                "--image",
+                svc[target].reference,
+            ],
+            check=False,
+            env={"PYTHONPATH": str(REPO)},
         )
         assert crashed.returncode in (-9, 137), (step, crashed.stderr)  # SIGKILL, seen through nsenter
         rerun = cu(node, "upgrade", "svc", "--image", svc[target].reference)
@@ -123,6 +134,12 @@ def test_a_second_upgrade_waits_for_the_lock_or_fails(node: Node, svc: dict[str,
         )
         waited = cu(node, "upgrade", "svc", "--image", svc["v1"].reference, "--wait", "1")
         assert waited.returncode == 1
+        lines = waited.stderr.splitlines()
+        assert lines[0] == "compute-units: waiting up to 1 s for the upgrade lock (holder unknown)"
+        assert lines[1] == (
+            "compute-units: error: another upgrade is still running after 1 s (holder unknown); "
+            "lock /var/lib/compute-units/upgrade.lock"
+        )
     finally:
         node.systemctl("stop", "hold-upgrade-lock")
     assert cu(node, "upgrade", "svc", "--image", svc["v1"].reference).returncode == 0
@@ -137,11 +154,12 @@ def test_rollback_and_history(node: Node, svc: dict[str, Image]) -> None:
     assert json.loads(rolled.stdout)["services"][0]["to"] == f"{svc['v1'].reference}@{svc['v1'].digest}"
     assert running_digest(node) == svc["v1"].digest
     history = json.loads(cu(node, "history", "svc", "--json").stdout)
-    assert history[-1]["result"] == "upgraded"
+    assert (history[-1]["kind"], history[-1]["result"]) == ("rollback", "rolled-back")
     assert history[-1]["to"].endswith(svc["v1"].digest)
+    assert history[-1]["undoes"] == history[-2]["time"]
     assert history[-2]["to"].endswith(svc["v2"].digest)
     table = cu(node, "history", "svc").stdout.splitlines()
-    assert table[0].split() == ["time", "service", "result", "from", "to", "ms", "failed", "step"]
+    assert table[0].split() == ["time", "service", "kind", "result", "from", "to", "ms", "failed", "step"]
 
 
 def test_unhealthy_image_rolls_back_automatically(node: Node, svc: dict[str, Image]) -> None:

@@ -26,6 +26,7 @@ import typer.main
 
 from compute_units import __version__
 from compute_units.cli import app
+from compute_units.errors import ExitCode
 
 pytestmark = pytest.mark.packaging
 
@@ -320,7 +321,7 @@ def test_man_page_documents_every_command_and_option(installed: Installed) -> No
     for option in ("--version", "--install-completion", "--show-completion"):
         assert option in text.split("\nCOMMANDS\n", 1)[0]
     exit_status = text.split("\nEXIT STATUS\n", 1)[1].split("\nFILES\n", 1)[0]
-    assert re.findall(r"^ {7}(\d) ", exit_status, re.MULTILINE) == ["0", "1", "2", "3", "4", "5"]
+    assert re.findall(r"^ {7}(\d) ", exit_status, re.MULTILINE) == [str(int(c)) for c in ExitCode]
 
 
 def shim(installed: Installed, directory: Path) -> dict[str, str]:

@@ -15,10 +15,10 @@ from typing import Annotated
 
 import typer
 
-from . import importer
-from .cli import RootOpt, SpecOpt, app, make_context, out, print_diagnostics, reporting, select
-from .errors import InstallError, UsageError
-from .importer import ImportFailed, Message
+from .. import importer
+from ..errors import InstallError, UsageError
+from ..importer import ImportFailed, Message
+from .common import RootOpt, SpecOpt, make_context, out, print_diagnostics, reporting, select
 
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite files that exist already.")]
 
@@ -31,7 +31,7 @@ def _fail(problems: list[Message]) -> typer.Exit:
 
 
 def _write(path: Path, text: str, mode: int) -> None:
-    from .install import atomic_write
+    from ..install import atomic_write
 
     try:
         atomic_write(path, text, mode)
@@ -48,7 +48,6 @@ def _spec_prefix(secrets_dir: Path, root: Path) -> PurePosixPath:
         return PurePosixPath(directory.as_posix())
 
 
-@app.command("import")
 def import_cmd(
     line: Annotated[
         list[str] | None,
@@ -223,7 +222,6 @@ def _secrets_dir(directory: Path) -> None:
         print(Message("warning", "", message, f"chmod 0700 {directory}").format(), file=sys.stderr)
 
 
-@app.command("export")
 def export_cmd(
     services: Annotated[
         list[str] | None, typer.Argument(help="Services (default: all), by name or unit name.")
@@ -254,8 +252,8 @@ def export_cmd(
 
     Each file starts with a comment listing what Quadlet cannot express for that service.
     """
-    from . import quadlet as quadlet_mod
-    from . import render
+    from .. import quadlet as quadlet_mod
+    from .. import render
 
     with reporting(False):
         if not quadlet:
