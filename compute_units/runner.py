@@ -34,6 +34,8 @@ def run(
         proc = subprocess.run(
             list(argv),
             input=input,
+            # never the terminal: in a process group of its own, a child reading it would be stopped
+            stdin=None if input is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=None if show_stderr else subprocess.PIPE,
             text=True,

@@ -123,11 +123,14 @@ class Upgrader:
         self.reports: list[Report] = []
 
     # ------------------------------------------------------------------ public
-    def upgrade(self, service: Service, image: str | None = None, *, kind: str = "upgrade") -> Report:
+    def upgrade(
+        self, service: Service, image: str | None = None, *, kind: str = "upgrade", undoes: str | None = None
+    ) -> Report:
         """Upgrade one service (and restart its dependents); the report also lands in `self.reports`."""
         state = self._settle_unfinished(service)
         entry = state.get(service.name)
         report = self._new_report(service, kind)
+        report.undoes = undoes
         resume = entry.unfinished
         if resume:
             reference, report.note = str(entry.target), "resuming the interrupted upgrade"

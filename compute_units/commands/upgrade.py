@@ -288,9 +288,7 @@ def rollback(
         target, undoes = found
 
         def act(u: Upgrader, s: Service) -> object:
-            report = u.upgrade(s, target, kind="rollback")
-            report.undoes = undoes
-            return report
+            return u.upgrade(s, target, kind="rollback", undoes=undoes)
 
         run_upgrades(ctx, loaded, chosen, act, wait=wait, as_json=as_json)
 

@@ -29,7 +29,7 @@ def _crash_at(point: str) -> None:
         fx.checkpoint = checkpoint
         return fx
 
-    effects.real = wrapped  # type: ignore[assignment]
+    effects.real = wrapped
 
 
 if __name__ == "__main__":
