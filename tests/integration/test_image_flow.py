@@ -68,13 +68,10 @@ def test_generator_makes_and_starts_the_units_at_boot(image_node: Node, svc_imag
         ["journalctl", "-b", "--no-pager", "-t", "compute-units-generator", "-o", "cat"]
     ).stdout
     lines = journal.splitlines()
-    assert lines[0].startswith(
-        "/usr/share/compute-units/services/broken.yaml:4:10: restart: invalid restart policy 'sometimes'"
-    )
-    assert (
-        "skipped /usr/share/compute-units/services/broken.yaml: fix the errors above and run "
-        "`systemctl daemon-reload`" in lines
-    )
+    assert lines[:2] == [
+        "skipped /usr/share/compute-units/services/broken.yaml: 1 error(s)",
+        "run `compute-units validate` to see the errors; fix them and run `systemctl daemon-reload`",
+    ]
     assert "generated 2 service(s): nova-libvirt, nova-compute" in lines
     failed = node.run(["systemctl", "--failed", "--no-legend", "--plain"]).stdout.split()
     assert failed[0] == "compute-units-spec-errors.service"
