@@ -135,7 +135,8 @@ def test_upgrade_v1_to_v2_keeps_the_guest_running(
     assert re.fullmatch(r"old container \(PID \d+\) exited \d+ ms after SIGTERM", restart["detail"])
     assert entry["vm_check"] == []
     assert [p["pid"] for p in entry["vm_before"]["qemu"]] == [pid]
-    assert entry["vm_before"]["running_guests"] == ["tiny"]
+    assert entry["vm_before"]["guests"] == {"tiny": "running"}
+    assert entry["vm_after"]["guests"] == {"tiny": "running"}
     # the guest never stopped: same qemu process, every 20 ms sample "running"
     print(
         f"upgrade v1->v2: {len(poller.samples)} QMP samples, steps {[(s['name'], s['ms']) for s in entry['steps']]}"
