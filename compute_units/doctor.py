@@ -218,7 +218,8 @@ def check_storage(services: ServiceSet, run: Run = runner.run) -> Finding:
     try:
         info = json.loads(run(["podman", "info", "--format", "json"], timeout=60).stdout)
         graph_root = str(info["store"]["graphRoot"])
-        free = os.statvfs(graph_root).f_bavail * os.statvfs(graph_root).f_frsize
+        fs = os.statvfs(graph_root)
+        free = fs.f_bavail * fs.f_frsize
     except (CommandError, ValueError, KeyError, OSError) as exc:
         return Finding("container storage", "warn", f"cannot tell free space: {exc}")
     largest = 0
@@ -356,14 +357,10 @@ def repair_state(store: Store, services: ServiceSet) -> list[Finding]:
         problem = exc.message
     state = State()
     for s in services:
-        container = podman.unit_container(s.unit)
-        if container is None:
-            continue
-        name = container.image.split("@", 1)[0]
-        digest = podman.image_digest(container.image_id, podman.repository_of(name))
-        if digest:
+        reference = podman.running_reference(s.unit)
+        if reference:
             entry = state.get(s.name)
-            entry.current, entry.spec_image = f"{name}@{digest}", str(s.image)
+            entry.current, entry.spec_image = reference, str(s.image)
     aside = store.state_path.with_name(f"state.json.broken-{time.strftime('%Y%m%dT%H%M%S')}")
     try:
         store.state_path.rename(aside)

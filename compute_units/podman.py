@@ -97,6 +97,16 @@ def image_digest(image_id: str, repository: str | None = None) -> str | None:
     return repo_digests[0].rsplit("@", 1)[-1] if repo_digests else None
 
 
+def running_reference(unit: str, run_dir: Path = Path("/run")) -> str | None:
+    """What the unit's container runs, as repository[:tag]@digest (None: no container, no digest)."""
+    container = unit_container(unit, run_dir)
+    if container is None:
+        return None
+    name = container.image.split("@", 1)[0]
+    digest = image_digest(container.image_id, repository_of(name))
+    return f"{name}@{digest}" if digest else None
+
+
 def healthcheck(container: str, *, timeout: float = 120) -> bool:
     """Run the container's health check once; True when it passes within `timeout` seconds."""
     try:
@@ -132,6 +142,9 @@ class Podman:
 
     def unit_container(self, unit: str) -> Container | None:
         return unit_container(unit)
+
+    def running_reference(self, unit: str) -> str | None:
+        return running_reference(unit)
 
     def healthcheck(self, container: str, *, timeout: float) -> bool:
         return healthcheck(container, timeout=timeout)

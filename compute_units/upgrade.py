@@ -24,6 +24,7 @@ from .effects import Effects
 from .errors import CommandError, ComputeUnitsError, ExitCode
 from .model import Service, ServiceSet
 from .state import ServiceState, State, digest_of
+from .targets import choose_target
 from .vms import VmSnapshot
 
 SIGKILL = 9
@@ -341,14 +342,7 @@ class Upgrader:
         return f"{reference.split('@', 1)[0]}@{digest}", "pulled"
 
     def running_reference(self, service: Service) -> str | None:
-        container = self.fx.podman.unit_container(service.unit)
-        if container is None:
-            return None
-        from .podman import repository_of
-
-        name = container.image.split("@", 1)[0]
-        digest = self.fx.podman.image_digest(container.image_id, repository_of(name))
-        return f"{name}@{digest}" if digest else None
+        return self.fx.podman.running_reference(service.unit)
 
     def preflight(self, service: Service) -> VmSnapshot:
         problems = []
@@ -485,7 +479,7 @@ class Upgrader:
             signame = self.fx.interrupted()
             if signame:
                 raise Interrupted(signame)
-            self.fx.clock.sleep(min(HEALTH_POLL_S, budget - elapsed))
+            self.fx.clock.sleep(min(HEALTH_POLL_S, budget - elapsed))  # sleep-ok: podman has no health event
 
     def post_check(self, service: Service, before: VmSnapshot | None) -> tuple[VmSnapshot, list[str]]:
         if not service.keeps_vms or before is None:
@@ -581,44 +575,6 @@ class Upgrader:
         for key in ("vm_before", "vm_after"):
             entry.pop(key, None)
         self.fx.store.append_history(entry)
-
-
-def choose_target(service: Service, entry: ServiceState, image: str | None) -> tuple[str, str]:
-    """The reference an upgrade goes to, and why. Never a silent move away from a pin.
-
-    --image wins. Without it: the spec's image, unless an earlier upgrade pinned another image and
-    the spec has not changed since: then that pin stays (a plain `upgrade --all` is no downgrade).
-    """
-    spec_ref = str(service.image)
-    if image:
-        return image, f"--image {image}"
-    if entry.current is None:
-        return spec_ref, "the spec's image"
-    pinned_name = entry.current.split("@", 1)[0]
-    if pinned_name == spec_ref.split("@", 1)[0]:
-        return spec_ref, "the spec's image"
-    if entry.spec_image is not None and entry.spec_image != spec_ref:
-        return spec_ref, f"the spec's image (changed from {entry.spec_image} since the last upgrade)"
-    return entry.current, (
-        f"kept {entry.current}, pinned by an earlier upgrade (the spec names {spec_ref}; "
-        "edit the spec or pass --image to move)"
-    )
-
-
-def rollback_target(history: list[dict[str, Any]], current: str | None) -> tuple[str, str] | None:
-    """(reference, time of the upgrade it undoes) for `rollback`: the image before the upgrade that
-    put `current` in place. Rollbacks are not undone by a second rollback: it goes further back."""
-    undone = {
-        e.get("undoes") for e in history if e.get("kind") == "rollback" and e.get("result") == "rolled-back"
-    }
-    for entry in reversed(history):
-        if entry.get("kind", "upgrade") != "upgrade" or entry.get("result") != "upgraded":
-            continue
-        if entry.get("time") in undone or not entry.get("from"):
-            continue
-        if current is None or digest_of(entry.get("to")) == digest_of(current):
-            return str(entry["from"]), str(entry.get("time"))
-    return None
 
 
 def _signal_name(number: int) -> str:

@@ -79,14 +79,18 @@ def _print_report(report: Report) -> None:
         out.print(f"    VMs: {line}", markup=False)
 
 
-def check_image(image: str | None) -> None:
-    """--image is validated exactly like a spec's image, and must name its registry."""
+def check_selection(verb: str, services: list[str] | None, all_services: bool, image: str | None) -> None:
+    """Names or --all; --image for exactly one service, validated like a spec's image."""
+    if not services and not all_services:
+        raise UsageError(f"name the services to {verb}, or pass --all")
     if image is None:
         return
-    from ..spec import check_image_reference
-
+    if all_services or len(services or []) != 1:
+        raise UsageError("--image applies to exactly one service")
     if not image:
         raise UsageError("--image '': not an image reference", hint="give --image REGISTRY/NAME:TAG")
+    from ..spec import check_image_reference
+
     check_image_reference(image)
 
 
@@ -234,11 +238,7 @@ def upgrade(
     SIGTERM, SIGHUP); the message says whether it committed or rolled back.
     """
     with reporting(as_json):
-        if not services and not all_services:
-            raise UsageError("name the services to upgrade, or pass --all")
-        if image is not None and (all_services or len(services or []) != 1):
-            raise UsageError("--image applies to exactly one service")
-        check_image(image)
+        check_selection("upgrade", services, all_services, image)
         ctx = make_context(specs, Path("/"), templates)
         loaded, chosen = _load(ctx, services or [], all_services)
         if dry_run:
@@ -268,7 +268,7 @@ def rollback(
     A second rollback goes further back (to the image before the upgrade before), never back to
     where the first rollback came from.
     """
-    from ..upgrade import rollback_target
+    from ..targets import rollback_target
 
     with reporting(as_json):
         ctx = make_context(specs, Path("/"), templates)
@@ -305,11 +305,7 @@ def pull(
     from ..upgrade import Upgrader
 
     with reporting(as_json):
-        if not services and not all_services:
-            raise UsageError("name the services to pull, or pass --all")
-        if image is not None and (all_services or len(services or []) != 1):
-            raise UsageError("--image applies to exactly one service")
-        check_image(image)
+        check_selection("pull", services, all_services, image)
         require_root("pull")
         ctx = make_context(specs, Path("/"), None)
         loaded, chosen = _load(ctx, services or [], all_services)

@@ -160,6 +160,9 @@ class FakePodman:
     def unit_container(self, unit: str) -> Container | None:
         return self.world.container(unit)
 
+    def running_reference(self, unit: str) -> str | None:
+        return self.world.running.get(unit)
+
     def healthcheck(self, container: str, *, timeout: float) -> bool:
         reference = self.world.running.get(f"{container}.service", "")
         self.world.log.append(f"healthcheck {container}")

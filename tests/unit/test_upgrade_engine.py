@@ -12,14 +12,13 @@ from compute_units import spec
 from compute_units.host import Process
 from compute_units.model import Service, ServiceSet
 from compute_units.state import ServiceState
+from compute_units.targets import choose_target, rollback_target
 from compute_units.upgrade import (
     PreflightRefused,
     PullFailed,
     RolledBack,
     UpgradeInterrupted,
     Upgrader,
-    choose_target,
-    rollback_target,
 )
 from tests.unit.fakes import Crash, FakeStore, FakeWorld, render_pin
 
