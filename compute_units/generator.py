@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections import Counter
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # not typing's: importing typing would cost every boot a few ms
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     from .unitfile import Unit
 
 
@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def generate_into(normal_dir: Path, root: Path) -> int:
+    from collections import Counter
+
     from . import install, render, spec
 
     paths = spec.discover([p for p in spec.default_search_path(root) if p.is_dir()])

@@ -121,7 +121,7 @@ def render_service(service: Service, options: RenderOptions, env: jinja2.Environ
 def service_context(service: Service, unit: Unit, options: RenderOptions, image: str) -> dict[str, object]:
     """What service.j2 sees: the unit, and every variable templates had before the unit model,
     so that site overrides written for them keep working."""
-    lines = unit.section("Service")
+    commands = unit.section("Service")
     return {
         "unit": unit,
         "service": service,
@@ -133,9 +133,9 @@ def service_context(service: Service, unit: Unit, options: RenderOptions, image:
         "timeout_stop_s": service.stop_timeout_s + STOP_TIMEOUT_MARGIN_S,
         "start_limit_interval": options.start_limit_interval,
         "start_limit_burst": options.start_limit_burst,
-        "exec_start_pre": lines.values("ExecStartPre"),
-        "exec_start": lines.values("ExecStart")[0],
-        "exec_stop": lines.values("ExecStop")[0],
+        "exec_start_pre": commands.values("ExecStartPre"),
+        "exec_start": commands.values("ExecStart")[0],
+        "exec_stop": commands.values("ExecStop")[0],
     }
 
 

@@ -7,13 +7,14 @@ name and its lines in order, each a `(key, value)` pair: `Key=value`, or a comme
 
 Builders decide every line (`render.service_unit`, `render.target_unit`, the generator's
 `report_unit`, `quadlet.container_file`); templates (templates/*.j2) only print. Pure and
-import-light: the generator loads it at every boot.
+import-light: the generator loads it at every boot. Immutable records as typed NamedTuples, not
+frozen dataclasses: making a frozen dataclass class costs ~0.3 ms at import, a NamedTuple ~0.05.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 COMMENT = "#"  # the key of a comment line: ("#", "text") prints "# text"
 
@@ -28,8 +29,7 @@ def comments(lines: Iterable[str]) -> list[Line]:
     return [(COMMENT, text) for text in lines]
 
 
-@dataclass(frozen=True)
-class Section:
+class Section(NamedTuple):
     name: str  # Unit, Service, Install, Container, Socket, ...
     entries: tuple[Line, ...]
 
@@ -43,8 +43,7 @@ class Section:
         return [v for k, v in self.entries if k == key]
 
 
-@dataclass(frozen=True)
-class Unit:
+class Unit(NamedTuple):
     name: str  # file name: nova-libvirt.service, compute-node.target, nova-libvirt.container
     header: tuple[str, ...]  # whole comment lines above the first section (our marker first)
     sections: tuple[Section, ...]
