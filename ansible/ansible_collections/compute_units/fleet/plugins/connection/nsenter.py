@@ -14,7 +14,7 @@ description:
     sandbox test node (C(tests/harness/node.py)). Files are copied in and out through C(cat) inside the node.
   - Needs root on the controller; the node must share the controller's machine.
 version_added: 0.1.0
-author: compute-units developers
+author: Compute Units Developers (@compute-units)
 options:
   pid:
     description: PID of the process whose namespaces to enter (the node's PID 1, seen from the controller).
