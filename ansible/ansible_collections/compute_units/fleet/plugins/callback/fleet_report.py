@@ -17,7 +17,7 @@ description:
   - "Host results: upgraded, unchanged, would upgrade (check mode), rolled back, failed, unreachable,
     not reached."
 version_added: 0.1.0
-author: compute-units developers
+author: Compute Units Developers (@compute-units)
 requirements:
   - enable it, e.g. C(ANSIBLE_CALLBACKS_ENABLED=compute_units.fleet.fleet_report)
 options:

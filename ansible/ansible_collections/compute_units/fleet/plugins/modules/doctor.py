@@ -13,9 +13,9 @@ description:
   - Runs C(compute-units doctor --json); fails when a check fails, naming each failed check and its fix.
   - With O(fix=true) it first checks; only when something fails does it run C(doctor --fix) and report
     C(changed) when a check that failed before passes now.
-  - In check mode O(fix) is ignored: the checks run, nothing is fixed.
+  - In check mode O(fix) is ignored; the checks run, nothing is fixed.
 version_added: 0.1.0
-author: compute-units developers
+author: Compute Units Developers (@compute-units)
 options:
   fix:
     description: Load and persist kernel modules, stop and mask host libvirt, start machined (C(--fix)).
@@ -29,6 +29,7 @@ attributes:
     description: Checks only; O(fix) is not applied.
   diff_mode:
     support: none
+    description: Nothing to compare.
 """
 
 EXAMPLES = r"""

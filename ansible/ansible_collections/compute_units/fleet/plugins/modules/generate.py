@@ -15,7 +15,7 @@ description:
   - With C(--diff) the unified diff of every changed unit is returned in Ansible's diff format.
   - It does not reload systemd or restart anything (C(compute-units apply) does).
 version_added: 0.1.0
-author: compute-units developers
+author: Compute Units Developers (@compute-units)
 options:
   output_dir:
     description: Where the units go (C(--output-dir)). Default is the CLI's, C(/etc/systemd/system).

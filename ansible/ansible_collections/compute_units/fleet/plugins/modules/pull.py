@@ -15,7 +15,7 @@ description:
   - The result is C(changed) when at least one image was not present before.
   - In check mode nothing is pulled and the CLI is not run (it has no dry run for pulls).
 version_added: 0.1.0
-author: compute-units developers
+author: Compute Units Developers (@compute-units)
 options:
   services:
     description: Services whose images to pull. Without O(services) and O(all) the CLI pulls for every service.
@@ -33,9 +33,11 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: partial
-    details: Nothing is pulled and the CLI is not run; the result is never C(changed).
+    description: Nothing is pulled and the CLI is not run.
+    details: The result is never C(changed) in check mode.
   diff_mode:
     support: none
+    description: Nothing to compare.
 """
 
 EXAMPLES = r"""

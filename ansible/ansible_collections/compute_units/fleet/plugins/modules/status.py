@@ -14,7 +14,7 @@ description:
     C(compute_units) (C(ansible_facts.compute_units.services), keyed by service name).
   - Fields the CLI adds later are kept as they are.
 version_added: 0.1.0
-author: compute-units developers
+author: Compute Units Developers (@compute-units)
 options:
   services:
     description: Only these services (default every service).
@@ -28,8 +28,10 @@ attributes:
     description: Read-only; runs the same in check mode.
   diff_mode:
     support: none
+    description: Nothing to compare.
   facts:
     support: full
+    description: Sets C(ansible_facts.compute_units).
 """
 
 EXAMPLES = r"""

@@ -17,7 +17,7 @@ description:
   - The task fails when a service was rolled back, failed or refused (preflight), with the CLI's message.
   - In check mode the CLI runs with C(--dry-run), which resolves the target digest and restarts nothing.
 version_added: 0.1.0
-author: compute-units developers
+author: Compute Units Developers (@compute-units)
 options:
   services:
     description: Services to upgrade. Mutually exclusive with O(all).
@@ -41,6 +41,7 @@ attributes:
     description: Runs the CLI with C(--dry-run); nothing is pulled or restarted.
   diff_mode:
     support: none
+    description: Nothing to compare.
 """
 
 EXAMPLES = r"""
