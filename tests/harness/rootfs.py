@@ -61,9 +61,9 @@ PACKAGES = {
 # Python packages the release's Debian packages cannot supply: pure-Python wheels from PyPI,
 # installed (--no-deps, the rest stays Debian's) into build/node-python/RELEASE-HASH, which the
 # node's entry points put on sys.path after the checkout. bookworm's python3-typer is 0.7.0; the
-# CLI declares its options with typing.Annotated, which typer supports from 0.9 (pyproject:
-# typer>=0.9), so 0.7 fails at import ("Argument() missing 1 required positional argument").
-PYPI_EXTRAS = {"bookworm": ("typer==0.9.4",), "trixie": ()}
+# CLI declares its options with typing.Annotated and `X | None` (typer 0.9 still fails on the
+# latter; pyproject says typer>=0.9: too low). trixie's 0.15.2 works, with click 8.1.3.
+PYPI_EXTRAS = {"bookworm": ("typer==0.15.2", "shellingham==1.5.4"), "trixie": ()}
 # bump when the steps below change what ends up in the tree
 RECIPE = "1"
 
