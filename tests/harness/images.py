@@ -3,12 +3,14 @@
 Nothing is pulled from a public registry. The podman store of a node lives in
 build/nodes/NAME/storage and survives reboots, so a build whose input hash is already tagged
 there is not repeated. Base images: a busybox tree (from busybox-static) and, for libvirt, a
-debootstrap minbase bookworm tarball cached in build/cache.
+debootstrap minbase tarball of the node's Debian release (bookworm: libvirt 9 / qemu 7.2; trixie:
+libvirt 11 / qemu 10), cached in build/cache.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import tempfile
@@ -39,6 +41,22 @@ def tree_hash(*parts: Path | str) -> str:
 # the registry, as on a real hypervisor: an image built in the runtime store keeps its local
 # manifest digest next to the registry's, which no production host would see.
 BUILD_PODMAN = ["podman", "--root", "/var/lib/containers/cu-test-build", "--runroot", "/run/cu-test-build"]
+
+
+def minbase_tarball(release: str) -> Path:
+    """build/cache/RELEASE-minbase.tar: built once (in a private mount namespace, renamed when done)."""
+    tarball = CACHE / f"{release}-minbase.tar"
+    if not tarball.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+            argv = ["unshare", "--mount", "--propagation", "private"]
+            subprocess.run(
+                [*argv, "debootstrap", "--variant=minbase", release, tmp], check=True, capture_output=True
+            )
+            partial = tarball.with_suffix(f".partial-{os.getpid()}")
+            subprocess.run(["tar", "-C", tmp, "-cf", str(partial), "."], check=True)
+            partial.rename(tarball)
+    return tarball
 
 
 @dataclass
@@ -74,21 +92,12 @@ class Builder:
         self.built.append(ref)
         return ref
 
-    def debootstrap_base(self) -> str:
-        """localhost/base:bookworm from a cached `debootstrap --variant=minbase bookworm` tarball."""
-        tarball = CACHE / "bookworm-minbase.tar"
-        if not tarball.exists():
-            CACHE.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
-                subprocess.run(
-                    ["debootstrap", "--variant=minbase", "bookworm", tmp],
-                    check=True,
-                    capture_output=True,
-                )
-                partial = tarball.with_suffix(".partial")
-                subprocess.run(["tar", "-C", tmp, "-cf", str(partial), "."], check=True)
-                partial.rename(tarball)
-        ref = f"localhost/cu-test/bookworm:{tree_hash(tarball)}"
+    def debootstrap_base(self, release: str | None = None) -> str:
+        """localhost/cu-test/RELEASE:HASH from a cached `debootstrap --variant=minbase RELEASE` tarball
+        (RELEASE: the node's by default)."""
+        release = release or self.node.release
+        tarball = minbase_tarball(release)
+        ref = f"localhost/cu-test/{release}:{tree_hash(tarball)}"
         if self.exists(ref):
             self.hits.append(ref)
             return ref

@@ -1,22 +1,36 @@
 #!/bin/sh
 # PID 1 of a new sandbox node until it execs systemd.
 # $1 = node directory, $2 = hostname, $3 = the project checkout, bound in at the same path (live,
-# and visible even when it lies under /tmp, which the node replaces with its own).
+# and visible even when it lies under /tmp, which the node replaces with its own), $4 = the root
+# filesystem (the overlay's read-only lowerdir), $5 = cgroup layout: hybrid (v1 controllers +
+# cgroup2, as Debian 12) or unified (cgroup2 alone, as RHEL 10).
 # Mounts only inside this (private) mount namespace; see shared/docs/sandbox-node.md.
 set -eu
 N=$1
 R=$N/root
-mount -t overlay overlay -o "lowerdir=/,upperdir=$N/upper,workdir=$N/work" "$R"
+mount -t overlay overlay -o "lowerdir=$4,upperdir=$N/upper,workdir=$N/work" "$R"
 mount -t proc proc "$R/proc"
 mount -t sysfs sysfs "$R/sys"
-mount -t tmpfs -o mode=755 tmpfs "$R/sys/fs/cgroup"
-for c in cpu cpuacct cpuset memory devices freezer blkio pids; do
-    mkdir -p "$R/sys/fs/cgroup/$c"
-    mount -t cgroup -o "$c" cgroup "$R/sys/fs/cgroup/$c"
-done
-mkdir -p "$R/sys/fs/cgroup/systemd" "$R/sys/fs/cgroup/unified"
-mount -t cgroup -o none,name=systemd cgroup "$R/sys/fs/cgroup/systemd"
-mount -t cgroup2 cgroup2 "$R/sys/fs/cgroup/unified"
+# inside the node's cgroup namespace, each hierarchy shows only the node's sub-tree
+case $5 in
+unified)
+    mount -t cgroup2 -o nsdelegate cgroup2 "$R/sys/fs/cgroup"
+    ;;
+hybrid)
+    mount -t tmpfs -o mode=755 tmpfs "$R/sys/fs/cgroup"
+    for c in cpu cpuacct cpuset memory devices freezer blkio pids; do
+        mkdir -p "$R/sys/fs/cgroup/$c"
+        mount -t cgroup -o "$c" cgroup "$R/sys/fs/cgroup/$c"
+    done
+    mkdir -p "$R/sys/fs/cgroup/systemd" "$R/sys/fs/cgroup/unified"
+    mount -t cgroup -o none,name=systemd cgroup "$R/sys/fs/cgroup/systemd"
+    mount -t cgroup2 cgroup2 "$R/sys/fs/cgroup/unified"
+    ;;
+*)
+    echo "unknown cgroup layout $5" >&2
+    exit 2
+    ;;
+esac
 # a private /dev with only what services and guests need
 mount -t tmpfs -o mode=755,size=64m tmpfs "$R/dev"
 cd "$R/dev"

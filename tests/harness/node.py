@@ -1,25 +1,33 @@
-"""A throwaway systemd "node": systemd 252 as PID 1 of its own PID/mount/cgroup/UTS/IPC namespaces.
+"""A throwaway systemd "node": systemd as PID 1 of its own PID/mount/cgroup/UTS/IPC namespaces.
 
-For hosts whose PID 1 is not systemd (our CI machines). The node's root is an overlay of the host's
-`/` (so it sees exactly what the host has installed, as of boot), with its own /tmp, /run,
-/var/tmp, /dev and cgroup sub-trees; the network namespace is the host's. Nothing it mounts is
-visible on the host, and `shutdown()` removes the cgroup directories it created.
-See shared/docs/sandbox-node.md for the facts behind each step.
+For hosts whose PID 1 is not systemd (our CI machines). The node's root is an overlay whose
+lowerdir is a debootstrapped Debian release (tests/harness/rootfs.py: bookworm = systemd 252 +
+podman 4.3 on hybrid cgroups, as today's hosts; trixie = systemd 257 + podman 5.4 on cgroup2 only,
+as RHEL 10 runs), with its own /tmp, /run, /var/tmp, /dev and cgroup sub-trees; the network
+namespace is the host's. The checkout is bound in at its own path and compute-units runs from it
+with the release's python3 and Debian's packages. Nothing it mounts is visible on the host, and
+`shutdown()` removes the cgroup directories it created.
+See shared/docs/sandbox-node.md for the facts behind each step, docs/testing.md for the harness.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import resource
 import shutil
 import signal
 import socket
 import stat
 import subprocess
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .rootfs import RELEASES, python_extras, rootfs
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "build"
@@ -79,6 +87,43 @@ MASKED = [
     "ssh.service",
     "podman-restart.service",
 ]
+# trixie enables more at boot (the dhcp proxy is in default.target.wants)
+MASKED_TRIXIE = [
+    "kmod-static-nodes.service",
+    "netavark-dhcp-proxy.service",
+    "netavark-dhcp-proxy.socket",
+    "netavark-firewalld-reload.service",
+    "podman-clean-transient.service",
+]
+# how each release's node mounts cgroups: bookworm as the Debian 12 hosts (v1 controllers + v2),
+# trixie with cgroup2 alone, as RHEL 10 does (the host binds every controller to v1, so the node's
+# cgroup2 has none: no pids/memory/cpu limits, hence pids_limit = 0 below)
+CGROUPS = {"bookworm": "hybrid", "trixie": "unified"}
+# containers never get a network namespace of their own: netavark/CNI would make a bridge in the
+# HOST's network namespace, which nodes share
+# podman 5 raises a container's open-files and processes limits (1048576, 4194304), above the
+# node's hard limits (the launcher's): crun's setrlimit then fails. Containers get the node's.
+CONTAINERS_CONF = """# sandbox node: see tests/harness/node.py
+[containers]
+netns = "host"
+pids_limit = 0
+default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]
+"""
+# the project's entry points, run by the node's python3 from the bound-in checkout
+ENTRY_POINT = """#!/usr/bin/python3
+import sys
+
+sys.path[0:0] = {paths!r}
+from {module} import {function}
+
+sys.exit({function}())
+"""
+ENTRY_POINTS = {
+    "compute-units": ("compute_units.main", "run"),
+    "compute-units-generator": ("compute_units.generator", "main"),
+}
+GENERATOR = "/usr/local/bin/compute-units-generator"
+NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 SANDBOX_TARGET = """[Unit]
 Description=compute-units sandbox node
@@ -110,44 +155,9 @@ def host_is_systemd() -> bool:
 
 
 @dataclass
-class HostSnapshot:
-    """What a node must leave as it found it."""
-
-    mounts: list[str]
-    tmp: list[str]
-    run: list[str]
-    sandbox_cgroups: list[str]
-    sandbox_processes: list[int]
-
-    @classmethod
-    def take(cls) -> HostSnapshot:
-        def listing(path: str) -> list[str]:
-            return sorted(os.listdir(path))
-
-        cgroups = sorted(
-            str(p)
-            for p in Path("/sys/fs/cgroup").rglob(f"{NODE_PREFIX}*")
-            if p.is_dir() and p.name.startswith(NODE_PREFIX)
-        )
-        processes = []
-        for entry in Path("/proc").iterdir():
-            try:
-                if entry.name.isdigit() and NODE_PREFIX in (entry / "cgroup").read_text():
-                    processes.append(int(entry.name))
-            except OSError:
-                continue
-        return cls(
-            Path("/proc/self/mounts").read_text().splitlines(),
-            listing("/tmp"),
-            listing("/run"),
-            cgroups,
-            sorted(processes),
-        )
-
-
-@dataclass
 class Node:
-    name: str
+    name: str  # NAME-RELEASE
+    release: str
     directory: Path
     launcher: subprocess.Popen[bytes]
     pid: int
@@ -155,7 +165,10 @@ class Node:
 
     # -- running things inside
     def argv(self, argv: Sequence[str]) -> list[str]:
-        return ["nsenter", "-t", str(self.pid), "-a", *argv]
+        # a clean environment: the host's PATH (a venv whose python lives under /root/.pyenv)
+        # means nothing in the node's root
+        base = ["env", "-i", f"PATH={NODE_PATH}", "HOME=/root", "LANG=C.UTF-8"]
+        return ["nsenter", "-t", str(self.pid), "-a", *base, *argv]
 
     def run(
         self,
@@ -217,6 +230,10 @@ class Node:
     # -- lifecycle
     def shutdown(self, timeout: float = 20.0) -> None:
         if self.launcher.poll() is None and _alive(self.pid):
+            # containers persist in the kept store, and one whose PID 1 ignores SIGTERM would hold
+            # poweroff for 10 s: remove them all first
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.run(["podman", "rm", "--force", "--time", "0", "--all"], check=False, timeout=30)
             os.kill(self.pid, signal.SIGRTMIN + 4)  # systemd: poweroff (only this PID: we started it)
             try:
                 self.launcher.wait(timeout)
@@ -233,13 +250,23 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists()
 
 
+def host_unified() -> bool:
+    """The host mounts cgroup2 alone at /sys/fs/cgroup (no v1 hierarchy a hybrid node could mount)."""
+    return Path("/sys/fs/cgroup/cgroup.controllers").exists()
+
+
+def cgroup_layout(release: str) -> str:
+    """The node's cgroup mounts: the release's (CGROUPS), or unified where the host has no v1."""
+    return "unified" if host_unified() else CGROUPS[release]
+
+
 def cgroup_dirs(name: str) -> list[tuple[Path, Path]]:
     """(parent, new sub-tree) per hierarchy, under this process's current cgroup in each."""
     pairs = []
     for line in Path("/proc/self/cgroup").read_text().splitlines():
         hid, controllers, path = line.split(":", 2)
         if hid == "0":
-            mount = "unified"
+            mount = "" if host_unified() else "unified"
         elif controllers == "name=systemd":
             mount = "systemd"
         else:
@@ -262,93 +289,107 @@ def remove_cgroups(dirs: Sequence[Path]) -> None:
         top.rmdir()
 
 
-def _write_config(upper: Path) -> None:
+def _write_config(upper: Path, release: str, hostname: str) -> None:
     units = upper / "etc/systemd/system"
     units.mkdir(parents=True)
     (units / "sandbox.target").write_text(SANDBOX_TARGET)
     (units / "default.target").symlink_to("sandbox.target")
-    for unit in MASKED:
+    for unit in MASKED + (MASKED_TRIXIE if release == "trixie" else []):
         (units / unit).symlink_to("/dev/null")
+    # a fresh identity per boot (the rootfs has none: several nodes share it)
+    (upper / "etc/machine-id").write_text(uuid.uuid4().hex + "\n")
+    (upper / "etc/hostname").write_text(hostname + "\n")
+    resolv = Path("/etc/resolv.conf")  # image builds run apt-get with the host's network
+    if resolv.is_file():
+        (upper / "etc/resolv.conf").write_text(resolv.read_text())
+    conf = upper / "etc/containers/containers.conf.d"
+    conf.mkdir(parents=True)
+    nofile, nproc = (resource.getrlimit(r)[1] for r in (resource.RLIMIT_NOFILE, resource.RLIMIT_NPROC))
+    (conf / "50-sandbox.conf").write_text(CONTAINERS_CONF.format(nofile=nofile, nproc=nproc))
+    bin_dir = upper / "usr/local/bin"
+    bin_dir.mkdir(parents=True)
+    extras = python_extras(release)
+    paths = [str(REPO), *([str(extras)] if extras else [])]
+    for command, (module, function) in ENTRY_POINTS.items():
+        (bin_dir / command).write_text(ENTRY_POINT.format(paths=paths, module=module, function=function))
+        (bin_dir / command).chmod(0o755)
 
 
-def boot(
-    name: str,
-    *,
-    base: Path = BUILD / "nodes",
-    timeout: float = 60.0,
-    files: dict[str, tuple[str, int]] | None = None,
-    expect: str = "running",
-) -> Node:
-    """Boot a node and wait until its systemd reports `expect`.
-
-    `files` (path in the node -> (text, mode)) are part of the node's image: written before
-    boot, as an image builder would, so generators see them.
-    """
-    if host_is_systemd():
-        raise NodeError("this host runs systemd as PID 1: run the tests against it, not in a sandbox node")
-    directory = base / name
+def _prepare(directory: Path, release: str, hostname: str, files: dict[str, tuple[str, int]]) -> None:
     for fresh in ("upper", "work", "root", "libvirt-lib"):  # per boot; storage/ is kept (image cache)
         shutil.rmtree(directory / fresh, ignore_errors=True)
         (directory / fresh).mkdir(parents=True)
     (directory / "storage").mkdir(exist_ok=True)
-    _write_config(directory / "upper")
-    for path, (text, mode) in (files or {}).items():
+    _write_config(directory / "upper", release, hostname)
+    for path, (text, mode) in files.items():
         target = directory / "upper" / path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
         target.chmod(mode)
+
+
+def _make_cgroups(full_name: str) -> list[Path]:
     created: list[Path] = []
-    for parent, cgroup in cgroup_dirs(name):
+    for parent, cgroup in cgroup_dirs(full_name):
         remove_cgroups([cgroup])
         cgroup.mkdir()
         created.append(cgroup)
         if "cpuset" in parent.parts:  # a cpuset cgroup cannot take tasks before it has cpus and mems
             for knob in ("cpuset.cpus", "cpuset.mems"):
                 (cgroup / knob).write_text((parent / knob).read_text())
+    return created
+
+
+def boot(
+    name: str,
+    release: str = "bookworm",
+    *,
+    base: Path = BUILD / "nodes",
+    timeout: float = 60.0,
+    files: dict[str, tuple[str, int]] | None = None,
+    expect: str = "running",
+) -> Node:
+    """Boot a node of Debian `release` and wait until its systemd reports `expect`.
+
+    The node's directory (and podman store, kept across boots) is build/nodes/NAME-RELEASE:
+    podman 4.3 and 5.4 never share a store. `files` (path in the node -> (text, mode)) are part of
+    the node's image: written before boot, as an image builder would, so generators see them.
+    """
+    if host_is_systemd():
+        raise NodeError("this host runs systemd as PID 1: run the tests against it, not in a sandbox node")
+    if release not in RELEASES:
+        raise NodeError(f"unknown release {release!r}: choose one of {', '.join(RELEASES)}")
+    lower = rootfs(release)
+    full_name = f"{name}-{release}"
+    hostname = f"{NODE_PREFIX}{full_name}"
+    directory = base / full_name
+    _prepare(directory, release, hostname, files or {})
+    created = _make_cgroups(full_name)
     procs = " ".join(str(cgroup / "cgroup.procs") for cgroup in created)
     join = f'for f in {procs}; do echo $$ > "$f"; done; exec "$@"'
+    unshare = [
+        "unshare",
+        "--mount",
+        "--pid",
+        "--cgroup",
+        "--uts",
+        "--ipc",
+        "--fork",
+        "--propagation",
+        "private",
+    ]
+    init = [str(NODE_INIT), str(directory), hostname, str(REPO), str(lower), cgroup_layout(release)]
     console = open(directory / "console.log", "wb")  # noqa: SIM115 - owned by the node's lifetime
     launcher = subprocess.Popen(
-        [
-            "sh",
-            "-c",
-            join,
-            "join",
-            "unshare",
-            "--mount",
-            "--pid",
-            "--cgroup",
-            "--uts",
-            "--ipc",
-            "--fork",
-            "--propagation",
-            "private",
-            str(NODE_INIT),
-            str(directory),
-            f"{NODE_PREFIX}{name}",
-            str(REPO),
-        ],
+        ["sh", "-c", join, "join", *unshare, *init],
         stdout=console,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
     )
     console.close()
-    node = Node(name, directory, launcher, 0, created)
+    node = Node(full_name, release, directory, launcher, 0, created)
     try:
-        node.pid = _child_pid(launcher, timeout)
-        wait_until(
-            lambda: (
-                _is_socket(Path(f"/proc/{node.pid}/root/run/systemd/private")) or launcher.poll() is not None
-            ),
-            timeout,
-            "systemd's private socket",
-        )
-        if launcher.poll() is not None:
-            raise NodeError("node exited during boot")
-        state = node.run(["systemctl", "is-system-running", "--wait"], check=False, timeout=timeout)
-        if state.stdout.strip() != expect:
-            failed = node.run(["systemctl", "--failed", "--no-legend"], check=False).stdout
-            raise NodeError(f"node state {state.stdout.strip()!r}; failed units:\n{failed}")
+        _wait_running(node, timeout, expect)
     except BaseException as exc:
         log = (directory / "console.log").read_text(errors="replace")[-3000:]
         node.shutdown()
@@ -356,6 +397,22 @@ def boot(
             raise NodeError(f"{exc}\nconsole:\n{log}") from None
         raise
     return node
+
+
+def _wait_running(node: Node, timeout: float, expect: str) -> None:
+    launcher = node.launcher
+    node.pid = _child_pid(launcher, timeout)
+    wait_until(
+        lambda: _is_socket(Path(f"/proc/{node.pid}/root/run/systemd/private")) or launcher.poll() is not None,
+        timeout,
+        "systemd's private socket",
+    )
+    if launcher.poll() is not None:
+        raise NodeError("node exited during boot")
+    state = node.run(["systemctl", "is-system-running", "--wait"], check=False, timeout=timeout)
+    if state.stdout.strip() != expect:
+        failed = node.run(["systemctl", "--failed", "--no-legend"], check=False).stdout
+        raise NodeError(f"node state {state.stdout.strip()!r}; failed units:\n{failed}")
 
 
 def _is_socket(path: Path) -> bool:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 
 import pytest
 
+from tests.harness.node import GENERATOR as NODE_GENERATOR
 from tests.harness.node import Node, boot
 from tests.integration.conftest import Image
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 GENERATOR = f"""#!/bin/sh
 # as the RPM installs it: the systemd generator entry point
-exec {sys.executable} -m compute_units.generator "$@"
+exec {NODE_GENERATOR} "$@"
 """
 
 
@@ -26,7 +26,7 @@ def spec(reference: str, extra: str = "") -> str:
 
 
 @pytest.fixture
-def image_node(svc_images: dict[str, Image], registry_address: str) -> Iterator[Node]:
+def image_node(svc_images: dict[str, Image], registry_address: str, release: str) -> Iterator[Node]:
     """A node booted from an "image" that has compute-units and specs, but no generated units."""
     v1 = svc_images["v1"].reference
     files = {
@@ -48,7 +48,7 @@ def image_node(svc_images: dict[str, Image], registry_address: str) -> Iterator[
         ),
     }
     # the broken spec's report unit fails on purpose: the node boots "degraded", not "running"
-    node = boot("image", files=files, expect="degraded")
+    node = boot("image", release, files=files, expect="degraded")
     yield node
     node.shutdown()
 
