@@ -211,6 +211,12 @@ class Store:
     def history_problems(self) -> int:
         return self._history_entries()[1]
 
+    def set_aside(self, name: str) -> Path:
+        """Move state.json to NAME in the same directory (a broken file kept for a post-mortem)."""
+        aside = self.state_path.with_name(name)
+        self.state_path.rename(aside)
+        return aside
+
     def _history_entries(self) -> tuple[list[dict[str, Any]], int]:
         try:
             raw = self.history_path.read_bytes()
