@@ -287,3 +287,12 @@ def test_a_prepulled_target_skips_the_registry(world: FakeWorld) -> None:
     report = up.upgrade(svc(services), f"{REG}:v2")
     assert report.target == V2 and report.steps[0].detail == "pre-pulled by `compute-units pull`"
     assert not [line for line in world.log if line.startswith("pull")]
+
+
+def test_history_entries_have_the_keys_state_py_documents(world: FakeWorld) -> None:
+    from compute_units import state
+
+    store, services = FakeStore(world), service()
+    engine(world, store, services).upgrade(svc(services), f"{REG}:v2")
+    doc = (state.__doc__ or "").split("appended:", 1)[1].split("(", 1)[0]
+    assert sorted(store.entries[0]) == sorted(k.strip() for k in doc.split(","))
