@@ -28,12 +28,11 @@ from pathlib import Path
 
 from bench.installed import installed_cli
 from compute_units import render, spec
-from tests.harness.images import BUILD_PODMAN, Builder, Registry
-from tests.harness.libvirt import LibvirtImages, QmpPoller, libvirt_images, start_guest
-from tests.harness.node import Node, boot
-from tests.harness.sampler import Sampler
-from tests.integration.conftest import SVC_VARIANTS
-from tests.integration.test_upgrade_vm import libvirt_spec
+from compute_units_dev.images import BUILD_PODMAN, Builder, Registry
+from compute_units_dev.libvirt import LibvirtImages, QmpPoller, libvirt_images, start_guest
+from compute_units_dev.node import Node, boot
+from compute_units_dev.sampler import Sampler
+from compute_units_dev.specs import SVC_VARIANTS, libvirt_spec
 
 # libvirt RPC call REMOTE_PROC_AUTH_LIST (66): length, program 0x20008086, version 1, procedure,
 # type CALL, serial, status OK; the daemon answers with a reply header and its auth types
