@@ -39,6 +39,7 @@ lint:
 	$(PY) -m ruff check $(LINTED)
 	$(PY) -m ruff format --check $(LINTED)
 	$(PY) -m mypy $(LINTED)
+	$(PY) -m compute_units_dev.sizes $(LINTED)
 
 test: deps lint
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
