@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from .effects import Effects, StateStore, UnitFiles
+from . import disruptive
+from .effects import Effects, StateStore, SystemdApi, UnitFiles
 from .errors import ComputeUnitsError, UsageError
 from .install import Change
 from .model import ServiceSet
@@ -48,6 +49,20 @@ def plan(
     edited in its spec, or a foreign file is in the way."""
     refuse_image_edits(services, store.load())
     return units.plan(render())
+
+
+def refuse_disruptive_changes(
+    systemd: SystemdApi, services: ServiceSet, changes: Sequence[Change], allowed: bool
+) -> None:
+    """Before anything is written: would the changed units' restarts restart a disruptive service?"""
+
+    def running(unit: str) -> bool:
+        return systemd.state(unit).active_state in UP
+
+    restarted = [  # apply restarts the changed units that run; systemd restarts what requires them
+        c.name.removesuffix(".service") for c in changes if c.action == "change" and running(c.name)
+    ]
+    disruptive.check("apply", disruptive.in_restart(services, restarted, running), allowed)
 
 
 def apply_changes(

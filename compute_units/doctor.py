@@ -332,6 +332,19 @@ def check_paths(fx: Effects, paths: list[str]) -> list[Finding]:
     ]
 
 
+def check_disruptive(services: ServiceSet) -> list[Finding]:
+    """Not a fault: says which services restart, upgrade and apply leave alone without consent."""
+    return [
+        Finding(
+            f"disruptive {s.name}",
+            "ok",
+            f"{s.disruptive}: restart, upgrade and apply refuse to restart it without --allow-disruptive",
+        )
+        for s in services
+        if s.disruptive is not None
+    ]
+
+
 def check_running(fx: Effects, services: ServiceSet) -> list[Finding]:
     """Every managed unit that has a recorded digest runs it."""
     from .commands.lifecycle import collect_status
@@ -367,6 +380,7 @@ def run_checks(fx: Effects, services: ServiceSet, *, fix: bool) -> list[Finding]
     )
     findings += check_paths(fx, paths)
     findings += check_mounts(fx, services)
+    findings += check_disruptive(services)
     findings += check_tools(fx)
     findings.append(check_storage(fx, services))
     findings += check_registries(fx, services)

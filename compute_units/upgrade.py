@@ -19,9 +19,9 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import vms
+from . import disruptive, vms
 from .effects import Effects
-from .errors import CommandError, ComputeUnitsError, ExitCode
+from .errors import CommandError, ComputeUnitsError, ExitCode, describe
 from .model import Service, ServiceSet
 from .state import ServiceState, State, digest_of
 from .targets import choose_target
@@ -114,8 +114,10 @@ class Upgrader:
         progress: Progress = lambda message: None,
         pull_display: PullDisplay | None = None,
         pull_timeout: float = DEFAULT_PULL_TIMEOUT_S,
+        allow_disruptive: bool = False,
     ) -> None:
         self.fx = fx
+        self.allow_disruptive = allow_disruptive
         self.services = services
         self.render_unit = render_unit
         self.progress = progress
@@ -153,6 +155,8 @@ class Upgrader:
             return report
         self._stop_if_interrupted(report, "before anything was changed")
         with self._step(report, "preflight"):
+            if not resume:  # a resumed upgrade was allowed when it began
+                self._refuse_disruptive(service, report)
             snapshot = self.preflight(service)
         if not resume:
             self._stop_if_interrupted(report, "before anything was changed")
@@ -242,9 +246,7 @@ class Upgrader:
                 hint=f"`compute-units upgrade {service.name}` starts it again",
             ) from None
         except Exception as exc:  # a failed step, or anything else that went wrong: roll back
-            failure = (
-                exc if isinstance(exc, StepFailed) else StepFailed(report.steps[-1].name, _describe(exc))
-            )
+            failure = exc if isinstance(exc, StepFailed) else StepFailed(report.steps[-1].name, describe(exc))
             report.failed_step, report.reason = failure.step, failure.reason
             self._roll_back_after(service, state, report, "rolled-back", failure.reason)
             raise RolledBack(
@@ -292,10 +294,11 @@ class Upgrader:
         except ComputeUnitsError as exc:
             step.ms, step.ok, step.detail = self._ms(started), False, exc.message
             report.steps.append(step)
-            report.result, report.failed_step, report.reason = "failed", name, exc.message
+            result = "refused" if isinstance(exc, disruptive.DisruptiveRefused) else "failed"
+            report.result, report.failed_step, report.reason = result, name, exc.message
             raise
         except Exception as exc:
-            step.ms, step.ok, step.detail = self._ms(started), False, _describe(exc)
+            step.ms, step.ok, step.detail = self._ms(started), False, describe(exc)
             report.steps.append(step)
             raise
         step.ms = self._ms(started)
@@ -365,6 +368,16 @@ class Upgrader:
                 f"{service.name}: refusing to restart: " + "; ".join(problems) + "; nothing was changed"
             )
         return snapshot
+
+    def _refuse_disruptive(self, service: Service, report: Report) -> None:
+        def running(unit: str) -> bool:
+            return self.fx.systemd.state(unit).active_state not in ("inactive", "failed")
+
+        disruptive.check(
+            f"{report.kind} {service.name}",
+            disruptive.in_restart(self.services, [service.name], running),
+            self.allow_disruptive,
+        )
 
     def _vm_safety(self, service: Service) -> list[str]:
         from .host import in_cgroup
@@ -507,7 +520,7 @@ class Upgrader:
                 after, problems = self.post_check(service, report.vm_before)
                 report.vm_after, report.vm_check = after, problems
             except Exception as exc:
-                why = exc.reason if isinstance(exc, StepFailed) else _describe(exc)
+                why = exc.reason if isinstance(exc, StepFailed) else describe(exc)
                 report.result = "failed"
                 report.reason = f"{report.reason}; rollback also failed: {why}"
                 self._history_best_effort(report)
@@ -558,13 +571,13 @@ class Upgrader:
         try:
             self.fx.store.save(state)
         except OSError as exc:
-            report.reason = f"{report.reason}; state.json not updated: {_describe(exc)}"
+            report.reason = f"{report.reason}; state.json not updated: {describe(exc)}"
 
     def _history_best_effort(self, report: Report) -> None:
         try:
             self._history(report)
         except OSError as exc:
-            report.reason = f"{report.reason}; history not updated: {_describe(exc)}"
+            report.reason = f"{report.reason}; history not updated: {describe(exc)}"
 
     def _history(self, report: Report) -> None:
         import time
@@ -582,12 +595,3 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ComputeUnitsError):
-        return exc.message
-    if isinstance(exc, OSError):
-        where = f" ({exc.filename})" if exc.filename else ""
-        return f"{exc.strerror or exc}{where}"
-    return f"{type(exc).__name__}: {exc}"

@@ -20,6 +20,7 @@ from ..systemd import Systemd
 from .common import (
     DEFAULT_SETTLE,
     DEFAULT_TIMEOUT,
+    AllowDisruptiveOpt,
     JsonOpt,
     RootOpt,
     ServicesArg,
@@ -44,9 +45,11 @@ def _lifecycle(
     timeout: float,
     as_json: bool,
     settle: float = 0.0,
+    allow_disruptive: bool = False,
 ) -> None:
     with reporting(as_json):
-        outcomes = jobs.lifecycle(verb, names or [], make_context(specs, root, None), timeout, settle)
+        ctx = make_context(specs, root, None)
+        outcomes = jobs.lifecycle(verb, names or [], ctx, timeout, settle, allow_disruptive)
     code = jobs.print_outcomes(outcomes, as_json=as_json)
     if code:
         raise typer.Exit(code)
@@ -81,10 +84,14 @@ def restart(
     root: RootOpt = Path("/"),
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     settle: SettleOpt = DEFAULT_SETTLE,
+    allow_disruptive: AllowDisruptiveOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Restart services: a new container replaces the old one; units that require them follow."""
-    _lifecycle("restart", services, specs, root, timeout, as_json, settle)
+    """Restart services: a new container replaces the old one; units that require them follow.
+
+    A running service marked `disruptive:` (or one that would restart with a named one) is
+    refused (exit 2, nothing restarted) unless --allow-disruptive is given."""
+    _lifecycle("restart", services, specs, root, timeout, as_json, settle, allow_disruptive)
 
 
 def apply(
@@ -92,15 +99,17 @@ def apply(
     templates: TemplatesOpt = None,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     settle: SettleOpt = DEFAULT_SETTLE,
+    allow_disruptive: AllowDisruptiveOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Generate units, daemon-reload, (re)start exactly the changed ones, start compute-node.target.
 
     A pinned service whose spec names another image than at its last upgrade is refused (nothing is
     written): moving images goes through `compute-units upgrade`, which is gated and rolls back.
+    So is a change that would restart a running `disruptive:` service, unless --allow-disruptive.
     """
     from .. import effects, render
-    from ..apply import apply_changes, plan
+    from ..apply import apply_changes, plan, refuse_disruptive_changes
 
     with reporting(as_json):
         ctx = make_context(specs, Path("/"), templates)
@@ -114,6 +123,7 @@ def apply(
         require_root("apply")
         with Systemd.connect() as systemd:
             fx = effects.real(systemd, ctx.store(), UNIT_DIR)
+            refuse_disruptive_changes(fx.systemd, services, changes, allow_disruptive)
             outcomes = apply_changes(fx, services, changes, timeout=timeout, settle=settle)
         if not as_json:
             print_diagnostics(warnings)
@@ -143,6 +153,7 @@ class ServiceStatus:
     upgrade_target: str
     upgrade_since: str
     problem: str  # why this service makes `status` exit 7 ("" when fine)
+    disruptive: str | None = None  # why restarting it hurts; restart/upgrade/apply need --allow-disruptive
 
 
 def collect_status(
@@ -181,6 +192,7 @@ def collect_status(
                 problem=_problem(
                     service, st.active_state, digest, recorded, entry.phase if entry else "idle"
                 ),
+                disruptive=service.disruptive,
             )
         )
     return rows
@@ -219,7 +231,9 @@ def status(
         if as_json:
             emit_json([asdict(r) for r in rows])
         else:
-            table = Table("unit", "state", "container", "image", "digest", "since", "health", box=None)
+            table = Table(
+                "unit", "state", "container", "image", "digest", "since", "health", "disruptive", box=None
+            )
             for r in rows:
                 table.add_row(
                     r.unit,
@@ -229,6 +243,7 @@ def status(
                     r.image_digest[:19] or "-",
                     r.since or "-",
                     r.health or "-",
+                    "yes" if r.disruptive is not None else "-",
                 )
             out.print(table)
             for r in rows:
