@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from compute_units_dev.node import REPO, Node
+from compute_units_dev.node import NODE_EXTRAS, REPO, Node
 from tests.harness.fixtures import Image, cu
 
 # the steps, plus the moment inside `restart` between stopping the old container and the restart job
@@ -92,7 +92,8 @@ def test_kill_9_at_every_step_then_rerun_converges(node: Node, svc: dict[str, Im
                 svc[target].reference,
             ],
             check=False,
-            env={"PYTHONPATH": str(REPO)},
+            # the typer the node's entry points add on bookworm (NODE_EXTRAS), as `compute-units` runs
+            env={"PYTHONPATH": f"{REPO}:{NODE_EXTRAS}"},
         )
         assert crashed.returncode in (-9, 137), (step, crashed.stderr)  # SIGKILL, seen through nsenter
         rerun = cu(node, "upgrade", "svc", "--image", svc[target].reference)
