@@ -24,11 +24,13 @@ if TYPE_CHECKING:  # jinja2 is imported only by the commands that render
 
 @dataclass(frozen=True)
 class Context:
-    """Where specs, templates and state are for one command run."""
+    """Where specs, templates and state are for one command run, and who must own spec files
+    (`owner_uid`: root; spec/trust.py reads no spec file owned by anyone else)."""
 
     specs: tuple[Path, ...]
     root: Path
     templates: tuple[Path, ...]
+    owner_uid: int = 0
 
     def spec_paths(self) -> list[Path]:
         if self.specs:
@@ -42,7 +44,7 @@ class Context:
             raise UsageError(
                 f"no service specs found in {searched}", hint="add *.yaml files or pass --spec PATH"
             )
-        return spec.load(files, root=self.root)
+        return spec.load(files, root=self.root, owner_uid=self.owner_uid)
 
     def load_for(self, names: Sequence[str]) -> ServiceSet:
         """Specs for an operation on the named services, which writes nothing.
@@ -54,7 +56,7 @@ class Context:
         files = spec.discover(self.spec_paths())
         if not files:
             return self.load()[0]  # raises the "no specs" error
-        services, diagnostics = spec.load_lenient(files, root=self.root)
+        services, diagnostics = spec.load_lenient(files, root=self.root, owner_uid=self.owner_uid)
         errors = [d for d in diagnostics if d.severity == "error"]
         if not errors:
             return services

@@ -1,4 +1,5 @@
-"""Facts read from the host's /proc and /sys: processes, their cgroups, kernel modules."""
+"""Facts read from the host's /proc and /sys: processes, their cgroups, kernel modules; and what
+`doctor` asks of the host (devices, free space, tool versions, loading a module): `RealHost`."""
 
 from __future__ import annotations
 
@@ -140,6 +141,7 @@ def module_available(name: str, proc: Path = PROC, sys_module: Path = Path("/sys
 
 
 BOOT_ID = PROC / "sys/kernel/random/boot_id"
+MODULES_LOAD = Path("/etc/modules-load.d/compute-units.conf")
 
 
 class RealHost:
@@ -164,6 +166,43 @@ class RealHost:
 
     def boot_id(self) -> str:
         return boot_id()
+
+    def mountinfo(self) -> str:
+        return (PROC / "self/mountinfo").read_text()
+
+    def device_mode(self, path: str) -> int | None:
+        """st_mode of `path` (None when it does not exist)."""
+        try:
+            return Path(path).stat().st_mode
+        except FileNotFoundError:
+            return None
+
+    def open_rw(self, path: str) -> None:
+        """Open `path` read-write and close it again; OSError when it cannot be opened."""
+        os.close(os.open(path, os.O_RDWR | os.O_CLOEXEC))
+
+    def free_bytes(self, path: str) -> int:
+        fs = os.statvfs(path)
+        return fs.f_bavail * fs.f_frsize
+
+    def tool_version(self, tool: str) -> str:
+        """The first line `TOOL --version` prints; CommandError or IndexError when there is none."""
+        from . import runner
+
+        return runner.run([tool, "--version"]).stdout.splitlines()[0]
+
+    def load_module(self, name: str) -> Path:
+        """modprobe NAME, and list it in MODULES_LOAD for the next boots; returns that file.
+        CommandError or OSError when either fails."""
+        from . import runner
+
+        runner.run(["modprobe", name])
+        MODULES_LOAD.parent.mkdir(parents=True, exist_ok=True)
+        existing = MODULES_LOAD.read_text().split() if MODULES_LOAD.exists() else []
+        if name not in existing:
+            with MODULES_LOAD.open("a") as handle:
+                handle.write(f"{name}\n")
+        return MODULES_LOAD
 
 
 def boot_id(path: Path = BOOT_ID) -> str:

@@ -1,4 +1,7 @@
-"""The only access to images and containers: podman's CLI with JSON output, typed results."""
+"""Images and containers through podman's CLI (JSON output, typed results), via runner.py.
+
+The engine, `apply`, `status` and `doctor` reach it through `effects.ContainersApi` (`Podman`);
+the generated units run podman themselves, and the test harness drives its own."""
 
 from __future__ import annotations
 
@@ -164,3 +167,26 @@ class Podman:
 
     def exec(self, container: str, argv: Sequence[str], *, timeout: float) -> runner.Result:
         return runner.run([PODMAN, "exec", container, *argv], check=False, timeout=timeout)
+
+    # doctor's questions (argv starts with "podman": its messages name the command so)
+    def version(self) -> str:
+        """The client's version ("4.3.1"); CommandError or ValueError when podman is not usable."""
+        data = json.loads(runner.run(["podman", "version", "--format", "json"]).stdout)
+        return str(data.get("Client", data).get("Version", "?"))
+
+    def list_tags(self, repository: str, *, timeout: float) -> runner.Result:
+        """One tag of `repository`, asked with registries.conf's TLS settings (a real request)."""
+        argv = ["podman", "search", "--list-tags", "--limit", "1", repository]
+        return runner.run(argv, check=False, timeout=timeout)
+
+    def graph_root(self) -> str:
+        """Where the image store is; CommandError, ValueError or KeyError when podman cannot say."""
+        info = json.loads(runner.run(["podman", "info", "--format", "json"], timeout=60).stdout)
+        return str(info["store"]["graphRoot"])
+
+    def image_size(self, reference: str) -> int | None:
+        """A local image's size in bytes (None when it is not here)."""
+        argv = ["podman", "image", "inspect", "--format", "{{.Size}}", reference]
+        result = runner.run(argv, check=False, timeout=60)
+        size = result.stdout.strip()
+        return int(size) if result.returncode == 0 and size.isdigit() else None

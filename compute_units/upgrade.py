@@ -21,7 +21,7 @@ from typing import Any
 
 from . import disruptive, vms
 from .effects import Effects
-from .errors import CommandError, ComputeUnitsError, ExitCode
+from .errors import CommandError, ComputeUnitsError, ExitCode, describe
 from .model import Service, ServiceSet
 from .state import ServiceState, State, digest_of
 from .targets import choose_target
@@ -246,9 +246,7 @@ class Upgrader:
                 hint=f"`compute-units upgrade {service.name}` starts it again",
             ) from None
         except Exception as exc:  # a failed step, or anything else that went wrong: roll back
-            failure = (
-                exc if isinstance(exc, StepFailed) else StepFailed(report.steps[-1].name, _describe(exc))
-            )
+            failure = exc if isinstance(exc, StepFailed) else StepFailed(report.steps[-1].name, describe(exc))
             report.failed_step, report.reason = failure.step, failure.reason
             self._roll_back_after(service, state, report, "rolled-back", failure.reason)
             raise RolledBack(
@@ -300,7 +298,7 @@ class Upgrader:
             report.result, report.failed_step, report.reason = result, name, exc.message
             raise
         except Exception as exc:
-            step.ms, step.ok, step.detail = self._ms(started), False, _describe(exc)
+            step.ms, step.ok, step.detail = self._ms(started), False, describe(exc)
             report.steps.append(step)
             raise
         step.ms = self._ms(started)
@@ -522,7 +520,7 @@ class Upgrader:
                 after, problems = self.post_check(service, report.vm_before)
                 report.vm_after, report.vm_check = after, problems
             except Exception as exc:
-                why = exc.reason if isinstance(exc, StepFailed) else _describe(exc)
+                why = exc.reason if isinstance(exc, StepFailed) else describe(exc)
                 report.result = "failed"
                 report.reason = f"{report.reason}; rollback also failed: {why}"
                 self._history_best_effort(report)
@@ -573,13 +571,13 @@ class Upgrader:
         try:
             self.fx.store.save(state)
         except OSError as exc:
-            report.reason = f"{report.reason}; state.json not updated: {_describe(exc)}"
+            report.reason = f"{report.reason}; state.json not updated: {describe(exc)}"
 
     def _history_best_effort(self, report: Report) -> None:
         try:
             self._history(report)
         except OSError as exc:
-            report.reason = f"{report.reason}; history not updated: {_describe(exc)}"
+            report.reason = f"{report.reason}; history not updated: {describe(exc)}"
 
     def _history(self, report: Report) -> None:
         import time
@@ -597,12 +595,3 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ComputeUnitsError):
-        return exc.message
-    if isinstance(exc, OSError):
-        where = f" ({exc.filename})" if exc.filename else ""
-        return f"{exc.strerror or exc}{where}"
-    return f"{type(exc).__name__}: {exc}"

@@ -29,23 +29,8 @@ class ServiceChecker(SectionChecker):
     """Walks one spec's YAML nodes, builds the Service, and records every problem on the way."""
 
     def service(self, root_node: yaml.Node | None) -> Service | None:
-        if root_node is None:
-            self.error(None, "", "spec is empty", "a spec needs at least 'image'")
-            return None
-        # not a spec at all: say so without quoting the file (it may be anything, even /etc/shadow)
-        if not isinstance(root_node, yaml.MappingNode):
-            self.error(root_node, "", f"expected a mapping, got {kind(root_node, False)}")
-            return None
-        if not any(isinstance(k, yaml.ScalarNode) and k.value in TOP_KEYS for k, _ in root_node.value):
-            self.error(
-                root_node,
-                "",
-                "not a service spec: none of its keys is a spec key",
-                "a spec needs at least 'image'",
-            )
-            return None
-        top = self.mapping(root_node, "", TOP_KEYS)
-        if top is None:
+        top = self.spec_mapping(root_node)
+        if root_node is None or top is None:
             return None
         get = top.get
         name, name_node = self.name(get("name"))
@@ -109,6 +94,25 @@ class ServiceChecker(SectionChecker):
             ),
         )
         return with_hash(service) if service is not None else None
+
+    def spec_mapping(self, root_node: yaml.Node | None) -> dict[str, Field] | None:
+        """The top-level keys, or None (recorded) when the file is empty or not a spec at all."""
+        if root_node is None:
+            self.error(None, "", "spec is empty", "a spec needs at least 'image'")
+            return None
+        # not a spec at all: say so without quoting the file (it may be anything, even /etc/shadow)
+        if not isinstance(root_node, yaml.MappingNode):
+            self.error(root_node, "", f"expected a mapping, got {kind(root_node, False)}")
+            return None
+        if not any(isinstance(k, yaml.ScalarNode) and k.value in TOP_KEYS for k, _ in root_node.value):
+            self.error(
+                root_node,
+                "",
+                "not a service spec: none of its keys is a spec key",
+                "a spec needs at least 'image'",
+            )
+            return None
+        return self.mapping(root_node, "", TOP_KEYS)
 
     def within_exec_limit(self, root_node: yaml.Node, service: Service) -> Service | None:
         """The service, unless its podman run command line would exceed MAX_EXEC_START characters."""

@@ -1,22 +1,11 @@
-"""Session fixtures: one sandbox systemd node per Debian release, a registry in it, the test images,
-and the check that the host was left as it was.
-
-Every integration test runs once per release in CU_RELEASES (comma-separated; default
-"bookworm,trixie"), ids [bookworm] / [trixie]: `CU_RELEASES=trixie pytest -m integration`.
-"""
+"""Integration tests: the known gaps on trixie, and the host check for every test here (the
+fixtures themselves are in tests/harness/fixtures.py)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from dataclasses import dataclass
-
 import pytest
 
-from tests.harness.hostcheck import Canaries, HostSnapshot
-from tests.harness.images import Builder, Registry
-from tests.harness.node import Node, boot
-from tests.harness.rootfs import RELEASES
+from compute_units_dev.hostcheck import HostSnapshot
 
 # Known gaps on trixie (systemd 257, podman 5.4, cgroup2 without controllers) that need product
 # changes: test name -> reason. Marked xfail(strict=True) on trixie only, so an unexpected pass
@@ -55,16 +44,6 @@ TRIXIE_XFAIL: dict[str, str] = {
 }
 
 
-def selected_releases() -> list[str]:
-    chosen = [r.strip() for r in os.environ.get("CU_RELEASES", ",".join(RELEASES)).split(",") if r.strip()]
-    unknown = sorted(set(chosen) - set(RELEASES))
-    if unknown or not chosen:
-        raise pytest.UsageError(
-            f"CU_RELEASES: unknown {unknown or chosen}; choose from {', '.join(RELEASES)}"
-        )
-    return chosen
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)
@@ -75,67 +54,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xfail(strict=True, reason=f"trixie: {reason}"))
 
 
-@dataclass(frozen=True)
-class Image:
-    reference: str  # 127.0.0.1:PORT/cu-test/svc:v1
-    digest: str  # what the registry serves for it
-
-
-@pytest.fixture(scope="session", autouse=True)
-def host_before() -> Iterator[HostSnapshot]:
-    """The host as the session found it; compared when the session ends (after every node is down)."""
-    canaries = Canaries("session")
-    canaries.plant()
-    before = HostSnapshot.take()
-    yield before
-    problems = canaries.missing() + before.differences(HostSnapshot.take())
-    canaries.remove()
-    assert problems == [], "the sandbox nodes changed the host:\n" + "\n".join(problems)
-
-
-@pytest.fixture(scope="session", params=selected_releases())
-def release(request: pytest.FixtureRequest) -> str:
-    value: str = request.param
-    return value
-
-
-@pytest.fixture(scope="session")
-def node(host_before: HostSnapshot, release: str) -> Iterator[Node]:
-    n = boot("it", release)
-    yield n
-    n.shutdown()
-
-
-@pytest.fixture(scope="session")
-def builder(node: Node) -> Builder:
-    return Builder(node)
-
-
-@pytest.fixture(scope="session")
-def registry(node: Node) -> Registry:
-    return Registry.start(node)
-
-
-SVC_VARIANTS = {
-    "v1": {"VERSION": "1"},
-    "v2": {"VERSION": "2"},
-    "v3": {"VERSION": "3", "HEALTHY": "no"},
-    "bad": {"VERSION": "bad", "EXIT_AT_START": "yes"},
-}
-
-
-@pytest.fixture(scope="session")
-def svc_images(builder: Builder, registry: Registry) -> dict[str, Image]:
-    """The service stand-in, pushed as cu-test/svc:v1, v2, v3 (unhealthy) and bad (exits 1)."""
-    base = builder.busybox_base()
-    images = {}
-    for tag, args in SVC_VARIANTS.items():
-        local = builder.build("svc", base, args)
-        digest = registry.push(local, "cu-test/svc", tag)
-        images[tag] = Image(registry.reference("cu-test/svc", tag), digest)
-    return images
-
-
-@pytest.fixture(scope="session")
-def registry_address(registry: Registry) -> str:
-    return registry.address
+@pytest.fixture(autouse=True)
+def _host_checked(host_before: HostSnapshot) -> None:
+    """Every test here may boot a node: the session's host snapshot is taken before the first."""

@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.node import Node
-from tests.integration.conftest import Image
-
-pytestmark = pytest.mark.integration
+from compute_units_dev.node import Node
+from tests.harness.fixtures import Image, cu
 
 CANARY = f"CANARY-{uuid.uuid4().hex}"
 SERVICES = ("nova-libvirt", "nova-compute", "nova-network")
@@ -57,10 +55,6 @@ mounts: [/var/lib/nova:/var/lib/nova]
 environment: {{NETWORK_MANAGER: nova}}
 """,
     }
-
-
-def cu(node: Node, *args: str) -> subprocess.CompletedProcess[str]:
-    return node.run(["compute-units", *args], check=False)
 
 
 def deploy(node: Node, specs: dict[str, str]) -> None:

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
 from collections.abc import Iterator
 
 import pytest
 
-from tests.harness.node import NODE_EXTRAS, REPO, Node
-from tests.integration.conftest import Image
-
-pytestmark = pytest.mark.integration
+from compute_units_dev.node import NODE_EXTRAS, REPO, Node
+from tests.harness.fixtures import Image, cu
 
 # the steps, plus the moment inside `restart` between stopping the old container and the restart job
 STEPS = ("pull", "preflight", "record", "pin", "stop-container", "restart", "health", "post-check", "commit")
@@ -27,10 +24,6 @@ host_namespaces: [pid, network]
 health: {{command: [/usr/local/bin/healthcheck.sh], interval: 30s, timeout: 2s, start_period: 3s}}
 preflight: {{paths: [/dev/kvm]}}
 """
-
-
-def cu(node: Node, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return node.run(["compute-units", *args], check=False, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +92,7 @@ def test_kill_9_at_every_step_then_rerun_converges(node: Node, svc: dict[str, Im
                 svc[target].reference,
             ],
             check=False,
-            # as the node's entry points do: the checkout, then the PyPI extras (bookworm's typer is 0.7)
+            # the typer the node's entry points add on bookworm (NODE_EXTRAS), as `compute-units` runs
             env={"PYTHONPATH": f"{REPO}:{NODE_EXTRAS}"},
         )
         assert crashed.returncode in (-9, 137), (step, crashed.stderr)  # SIGKILL, seen through nsenter

@@ -8,65 +8,20 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from collections.abc import Iterator
 
 import pytest
 
-from tests.harness.images import Builder, Registry
-from tests.harness.libvirt import Guest, LibvirtImages, QmpPoller, libvirt_images, start_guest
-from tests.harness.node import Node
-from tests.integration.conftest import Image
-
-pytestmark = [pytest.mark.integration, pytest.mark.vm]
-
-
-def libvirt_spec(reference: str) -> str:
-    return f"""
-description: Nova libvirt (libvirtd + qemu)
-image: {reference}
-command: [/usr/sbin/libvirtd]
-host_namespaces: [pid, network, cgroup]
-privileged: true
-mounts:
-  - /sys:/sys
-  - /sys/fs/cgroup:/sys/fs/cgroup
-  - /run/dbus/system_bus_socket:/run/dbus/system_bus_socket
-  - {{source: /var/lib/libvirt, target: /var/lib/libvirt, create: true}}
-  - {{source: /var/lib/nova, target: /var/lib/nova, create: true}}
-  - {{source: /run/libvirt, target: /run/libvirt, create: true}}
-  - {{source: /var/log/libvirt, target: /var/log/libvirt, create: true}}
-  - {{source: /etc/libvirt/qemu, target: /etc/libvirt/qemu, create: true}}
-devices: [/dev/kvm]
-health: {{command: [virsh, -c, "qemu:///system", list], interval: 30s, timeout: 5s, start_period: 15s}}
-stop_timeout: 10s
-keeps_vms: true
-preflight:
-  host_units_inactive: [libvirtd.service, libvirtd.socket]
-  paths: [/dev/kvm]
-"""
-
-
-def compute_spec(reference: str) -> str:
-    """nova-compute stand-in: healthy only while libvirt's socket is there."""
-    return f"""
-description: Nova compute (stand-in)
-image: {reference}
-command: [/usr/local/bin/service.sh]
-host_namespaces: [pid, network]
-mounts: [{{source: /run/libvirt, target: /run/libvirt, create: true}}]
-health: {{command: [test, -S, /run/libvirt/libvirt-sock], interval: 30s, timeout: 5s, start_period: 10s}}
-requires: [nova-libvirt]
-"""
+from compute_units_dev.images import Builder, Registry
+from compute_units_dev.libvirt import Guest, LibvirtImages, QmpPoller, libvirt_images, start_guest
+from compute_units_dev.node import Node
+from compute_units_dev.specs import compute_spec, libvirt_spec
+from tests.harness.fixtures import Image, cu
 
 
 @pytest.fixture(scope="module")
 def libvirt(builder: Builder, registry: Registry) -> LibvirtImages:
     return libvirt_images(builder, registry)
-
-
-def cu(node: Node, *args: str) -> subprocess.CompletedProcess[str]:
-    return node.run(["compute-units", *args], check=False)
 
 
 @pytest.fixture(scope="module")

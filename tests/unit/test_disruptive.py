@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from compute_units import disruptive, doctor, install, lean, render, spec
+from compute_units.apply import refuse_disruptive_changes
 from compute_units.cli import app
-from compute_units.commands.lifecycle import refuse_disruptive_changes
 from compute_units.model import ServiceSet
 from tests.unit.fakes import unit_state
 

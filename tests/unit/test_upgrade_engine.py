@@ -290,6 +290,15 @@ def test_a_prepulled_target_skips_the_registry(world: FakeWorld) -> None:
     assert not [line for line in world.log if line.startswith("pull")]
 
 
+def test_history_entries_have_the_keys_state_py_documents(world: FakeWorld) -> None:
+    from compute_units import state
+
+    store, services = FakeStore(world), service()
+    engine(world, store, services).upgrade(svc(services), f"{REG}:v2")
+    doc = (state.__doc__ or "").split("appended:", 1)[1].split("(", 1)[0]
+    assert sorted(store.entries[0]) == sorted(k.strip() for k in doc.split(","))
+
+
 # --- disruptive services: upgrade and rollback need --allow-disruptive ----------------------------
 
 OVS = "127.0.0.1:5000/cu/ovs"
