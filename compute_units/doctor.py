@@ -304,6 +304,7 @@ def run_checks(services: ServiceSet, *, fix: bool, store: Store, run: Run = runn
             findings += check_units(systemd, units, fix)
             findings.append(check_machined(systemd, fix))
             findings += check_running(systemd, services, store)
+            findings += check_secrets(systemd, services)
     except ComputeUnitsError as exc:
         findings.append(Finding("systemd", "fail", exc.message, exc.hint or ""))
     findings.append(check_kvm())
@@ -340,6 +341,38 @@ def check_running(systemd: Systemd, services: ServiceSet, store: Store) -> list[
         for r in rows
         if r.problem and not r.problem.startswith("unfinished")
     ]
+
+
+def check_secrets(systemd: Systemd, services: ServiceSet, root: Path = Path("/")) -> list[Finding]:
+    """podman's version, and that each unit with secrets passes them the way this podman needs."""
+    from . import facts
+    from .commands.lifecycle import unit_secrets_mode
+    from .secretplan import mode_for
+
+    with_secrets = [s for s in services if s.secrets]
+    if not with_secrets:
+        return []
+    version = facts.Recorder(root).podman_version()
+    if version is None:
+        return [Finding("secrets", "fail", f"podman not found at {facts.PODMAN}", "install podman")]
+    shown = ".".join(map(str, version))
+    wanted = mode_for(version)
+    findings = [Finding("secrets", "ok", f"podman {shown}: {wanted} secrets")]
+    for s in with_secrets:
+        mode = unit_secrets_mode(systemd, s.unit)
+        if mode == wanted:
+            findings.append(Finding(f"secrets {s.name}", "ok", f"unit passes them {mode}"))
+        else:
+            found = f"unit passes them {mode}" if mode else "unit not generated (or has no secrets marker)"
+            findings.append(
+                Finding(
+                    f"secrets {s.name}",
+                    "warn",
+                    f"{found}; podman {shown} needs {wanted}",
+                    "compute-units apply",
+                )
+            )
+    return findings
 
 
 def repair_state(store: Store, services: ServiceSet) -> list[Finding]:

@@ -116,6 +116,26 @@ def healthcheck(container: str, *, timeout: float = 120) -> bool:
     return True
 
 
+def version() -> str:
+    """podman's version as it prints it (`podman --version`: no storage, no API service)."""
+    return runner.run([PODMAN, "--version"], timeout=60).stdout.strip()
+
+
+def image_config(reference: str) -> tuple[list[str], list[str]] | None:
+    """(ENTRYPOINT, CMD) of a local image, or None when the local store does not have it.
+
+    Pinned references (repository:tag@digest) are found as such by podman 4.3 and 5.4 (measured).
+    """
+    image = _inspect("image", reference)
+    if image is None:
+        return None
+    config = image.get("Config") or {}
+    entrypoint = [str(w) for w in config.get("Entrypoint") or []]
+    if entrypoint == [""]:  # podman's way of writing "no entrypoint"
+        entrypoint = []
+    return entrypoint, [str(w) for w in config.get("Cmd") or []]
+
+
 def image_exists(reference: str) -> bool:
     return runner.run([PODMAN, "image", "exists", reference], check=False).returncode == 0
 

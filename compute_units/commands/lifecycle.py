@@ -106,7 +106,7 @@ def apply(
         services, warnings = ctx.load()
         state = ctx.store().load()
         refuse_image_edits(services, state)
-        units = render.render_all(services, ctx.render_options())
+        units = render.render_all(services, ctx.render_options(services))
         changes = install.plan(units, UNIT_DIR)
         require_root("apply")
         with Systemd.connect() as systemd:
@@ -196,6 +196,7 @@ class ServiceStatus:
     upgrade_target: str
     upgrade_since: str
     problem: str  # why this service makes `status` exit 7 ("" when fine)
+    secrets: str  # how the unit passes secrets: "native", "loader", or "" (none; unit not generated)
 
 
 def collect_status(
@@ -234,9 +235,21 @@ def collect_status(
                 problem=_problem(
                     service, st.active_state, digest, recorded, entry.phase if entry else "idle"
                 ),
+                secrets=unit_secrets_mode(systemd, service.unit) if service.secrets else "",
             )
         )
     return rows
+
+
+def unit_secrets_mode(systemd: Systemd, unit: str) -> str:
+    """The secrets mode the installed unit file was rendered with (its marker; "" if none)."""
+    from ..secretplan import read_marker
+
+    path = systemd.fragment_path(unit)
+    try:
+        return read_marker(Path(path).read_text()) if path else ""
+    except OSError:
+        return ""
 
 
 def _iso(epoch: float) -> str:
