@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 FACTS_FILE = "var/lib/compute-units/facts.json"
 PODMAN = "/usr/bin/podman"
+MAX_IMAGES = 4096  # image configs recorded at most (the oldest are forgotten first)
 
 
 @dataclasses.dataclass
@@ -42,13 +43,13 @@ class Probe:
     """How facts are asked of podman (podman.py through runner.py); replaced in unit tests."""
 
     version: Callable[[], str]
-    image_config: Callable[[str], tuple[list[str], list[str]] | None]
+    image_configs: Callable[[Sequence[str]], dict[str, tuple[list[str], list[str]]]]
 
 
 def real_probe() -> Probe:
     from . import podman
 
-    return Probe(podman.version, podman.image_config)
+    return Probe(podman.version, podman.image_configs)
 
 
 def binary_key(path: str = PODMAN) -> list[int] | None:
@@ -91,26 +92,31 @@ class Recorder:
         return version
 
     def image_configs(self, references: Iterable[str], *, ask_first: bool) -> dict[str, ImageConfig]:
-        """Configs of `references`: asked of the local store first (`ask_first`), or recorded first."""
+        """Configs of `references`, in at most one podman call.
+
+        `ask_first`: the local store is asked for tag references (a tag can move) and the record is
+        the fallback; pinned (@digest) references, immutable, are asked only when not recorded.
+        Without it (the generator), only what is not recorded is asked.
+        """
         recorded = self.data.get("images")
         if not isinstance(recorded, dict):
             recorded = self.data["images"] = {}
         found: dict[str, ImageConfig] = {}
-        for reference in sorted(set(references)):
+        for reference in set(references):
             entry = recorded.get(reference)
             known = _config(entry) if isinstance(entry, dict) else None
-            if known is not None and not ask_first:
+            if known is not None:
                 found[reference] = known
-                continue
-            asked = self.probe.image_config(reference)
-            if asked is not None:
-                found[reference] = ImageConfig(tuple(asked[0]), tuple(asked[1]))
-                new = {"entrypoint": asked[0], "cmd": asked[1]}
-                if entry != new:
-                    recorded[reference] = new
-                    self.changed = True
-            elif known is not None:
-                found[reference] = known
+        ask = sorted(r for r in set(references) if r not in found or (ask_first and "@" not in r))
+        for reference, (entrypoint, cmd) in (self.probe.image_configs(ask) if ask else {}).items():
+            found[reference] = ImageConfig(tuple(entrypoint), tuple(cmd))
+            new = {"entrypoint": entrypoint, "cmd": cmd}
+            if recorded.get(reference) != new:
+                recorded.pop(reference, None)  # newest last: the oldest go first past MAX_IMAGES
+                recorded[reference] = new
+                self.changed = True
+        for stale in list(recorded)[: max(0, len(recorded) - MAX_IMAGES)]:
+            del recorded[stale]
         return found
 
     def save(self) -> None:
@@ -169,3 +175,13 @@ def with_image(options: RenderOptions, service: Service, reference: str, recorde
     images.update(recorder.image_configs([reference], ask_first=True))
     recorder.save()
     return dataclasses.replace(options, images=images)
+
+
+def record_pulled(recorder: Recorder, service: Service, references: Sequence[str]) -> None:
+    """After a pull: the ENTRYPOINT and CMD a secrets loader will need, recorded for the generator."""
+    if not service.secrets or secretplan.spec_entrypoint(service) is not None:
+        return
+    version = recorder.podman_version()
+    if version is not None and secretplan.mode_for(version) == "loader":
+        recorder.image_configs(references, ask_first=True)
+    recorder.save()

@@ -96,8 +96,8 @@ def _with_facts(
         try:
             render.secret_plan(service, render.image_for(service, options), options)
         except SecretFactsMissing as exc:
-            log(f"skipped {service.name}: {exc.message}; {exc.hint}")
-            unknown.append(f"skipped {service.name}: {exc.message}")
+            log(f"skipped {exc.message}; {exc.hint}")  # the message starts with the service's name
+            unknown.append(f"skipped {exc.message}")
             continue
         kept.append(service)
     return ServiceSet(tuple(kept)), options, unknown

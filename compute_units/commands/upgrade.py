@@ -307,7 +307,8 @@ def pull(
     """
     import time
 
-    from .. import effects
+    from .. import effects, facts
+    from ..facts import Recorder
     from ..upgrade import Upgrader
 
     with reporting(as_json):
@@ -322,6 +323,7 @@ def pull(
             for service in chosen:
                 started = time.monotonic()
                 reference, pulled, note = upgrader.prepull(service, image)
+                facts.record_pulled(Recorder(ctx.root), service, [reference, str(service.image)])
                 ms = int((time.monotonic() - started) * 1000)
                 rows.append({"service": service.name, "reference": reference, "pulled": pulled, "ms": ms})
                 if not as_json:

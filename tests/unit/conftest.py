@@ -35,11 +35,11 @@ class HostFacts:
             self.asked.append("--version")
             return self.version
 
-        def image_config(reference: str) -> tuple[list[str], list[str]] | None:
-            self.asked.append(reference)
-            return self.config
+        def image_configs(references: Sequence[str]) -> dict[str, tuple[list[str], list[str]]]:
+            self.asked.append(" ".join(references))
+            return {r: self.config for r in references} if self.config else {}
 
-        return facts.Probe(version, image_config)
+        return facts.Probe(version, image_configs)
 
 
 @pytest.fixture(autouse=True)
