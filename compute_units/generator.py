@@ -90,6 +90,8 @@ def _with_facts(
     from .model import ServiceSet
     from .secretplan import SecretFactsMissing
 
+    if not any(s.secrets for s in services):
+        return services, options, []  # no facts needed: the record is not even read
     options = facts.render_options(services, options, facts.Recorder(root), at_boot=True)
     kept, unknown = [], []
     for service in services:
