@@ -61,11 +61,20 @@ def binary_key(path: str = PODMAN) -> list[int] | None:
     return [st.st_ino, st.st_size, st.st_mtime_ns]
 
 
-class Recorder:
-    """The facts file of one root: read once, written back (best effort) only when it changed."""
+def no_probe() -> Probe:
+    """For the generator under COMPUTE_UNITS_ROOT (a tree, not this host): never runs podman."""
+    return Probe(lambda: "", lambda references: {})
 
-    def __init__(self, root: Path, probe: Probe | None = None) -> None:
+
+class Recorder:
+    """The facts file of one root: read once, written back (best effort) only when it changed.
+
+    `podman`: the binary whose version counts (the generator under a COMPUTE_UNITS_ROOT: the tree's).
+    """
+
+    def __init__(self, root: Path, probe: Probe | None = None, podman: str = PODMAN) -> None:
         self.path = root / FACTS_FILE
+        self.podman = podman
         self.probe = probe or real_probe()
         self.changed = False
         self.data: dict[str, Any] = {}
@@ -77,7 +86,7 @@ class Recorder:
             self.data = loaded
 
     def podman_version(self) -> tuple[int, int, int] | None:
-        key = binary_key()
+        key = binary_key(self.podman)
         if key is None:
             return None
         recorded = self.data.get("podman")

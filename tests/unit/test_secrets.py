@@ -233,7 +233,9 @@ def test_generator_leaves_out_a_service_whose_image_is_unknown(
     root = tmp_path / "root"
     write_spec(root)
     write_spec(root, f"image: {IMAGE}\n", "plain")
-    host_facts.config = None
+    record = root / facts.FACTS_FILE  # podman's version recorded, the image's config not
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"podman": {"binary": [1, 2, 3], "version": "4.3.1"}}))
     out = tmp_path / "gen"
     out.mkdir()
     assert generator.generate_into(out, root) == 0
@@ -245,6 +247,7 @@ def test_generator_leaves_out_a_service_whose_image_is_unknown(
     assert f"compute-units-generator: {message}; pull it first" in capsys.readouterr().err
     report = (out / generator.REPORT_UNIT).read_text()
     assert message in report
+    assert host_facts.asked == []  # under a root (a tree, not this host) podman is never run
     assert (out / "multi-user.target.wants" / generator.REPORT_UNIT).is_symlink()
 
 
