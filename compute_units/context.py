@@ -19,7 +19,7 @@ from .model import Service, ServiceSet
 from .state import STATE_DIR, Store
 
 if TYPE_CHECKING:  # jinja2 is imported only by the commands that render
-    from . import render
+    from . import facts, render
 
 
 @dataclass(frozen=True)
@@ -76,13 +76,23 @@ class Context:
     def store(self) -> Store:
         return Store(self.root / str(STATE_DIR).lstrip("/"))
 
-    def render_options(self) -> render.RenderOptions:
-        """Templates (user dirs first) and the references upgrades pinned services to."""
-        from . import render
+    def render_options(
+        self,
+        services: ServiceSet,
+        recorder: facts.Recorder | None = None,
+        version: tuple[int, ...] | None = None,
+    ) -> render.RenderOptions:
+        """Templates (user dirs first), the references upgrades pinned services to, and the facts
+        about this host that the services' secrets need (podman's version, image configs)."""
+        from . import facts, render
 
         site = self.root / "etc/compute-units/templates"
         dirs = [*self.templates, *([site] if site.is_dir() else [])]
-        return render.RenderOptions(template_dirs=tuple(dirs), pins=self.store().load().pins())
+        options = render.RenderOptions(template_dirs=tuple(dirs), pins=self.store().load().pins())
+        recorder = recorder or facts.Recorder(self.root)
+        options = facts.render_options(services, options, recorder, version=version)
+        recorder.save()
+        return options
 
 
 def make_context(specs: Sequence[Path] | None, root: Path, templates: Sequence[Path] | None) -> Context:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import effects
 from .effects import Effects, StateStore, SystemdApi
@@ -372,6 +373,7 @@ def run_checks(fx: Effects, services: ServiceSet, *, fix: bool) -> list[Finding]
         findings += check_units(fx.systemd, units, fix)
         findings.append(check_machined(fx.systemd, fix))
         findings += check_running(fx, services)
+        findings += check_secrets(fx.systemd, services)
     except ComputeUnitsError as exc:
         findings.append(Finding("systemd", "fail", exc.message, exc.hint or ""))
     findings.append(check_kvm(fx))
@@ -385,6 +387,38 @@ def run_checks(fx: Effects, services: ServiceSet, *, fix: bool) -> list[Finding]
     findings.append(check_storage(fx, services))
     findings += check_registries(fx, services)
     findings += check_state(fx.store)
+    return findings
+
+
+def check_secrets(systemd: SystemdApi, services: ServiceSet, root: Path = Path("/")) -> list[Finding]:
+    """podman's version, and that each unit with secrets passes them the way this podman needs."""
+    from . import facts
+    from .commands.lifecycle import unit_secrets_mode
+    from .secretplan import mode_for
+
+    with_secrets = [s for s in services if s.secrets]
+    if not with_secrets:
+        return []
+    version = facts.Recorder(root).podman_version()
+    if version is None:
+        return [Finding("secrets", "fail", f"podman not found at {facts.PODMAN}", "install podman")]
+    shown = ".".join(map(str, version))
+    wanted = mode_for(version)
+    findings = [Finding("secrets", "ok", f"podman {shown}: {wanted} secrets")]
+    for s in with_secrets:
+        mode = unit_secrets_mode(systemd, s.unit)
+        if mode == wanted:
+            findings.append(Finding(f"secrets {s.name}", "ok", f"unit passes them {mode}"))
+        else:
+            found = f"unit passes them {mode}" if mode else "unit not generated (or has no secrets marker)"
+            findings.append(
+                Finding(
+                    f"secrets {s.name}",
+                    "warn",
+                    f"{found}; podman {shown} needs {wanted}",
+                    "compute-units apply",
+                )
+            )
     return findings
 
 

@@ -132,6 +132,46 @@ def healthcheck(container: str, *, timeout: float = 120) -> bool:
     return True
 
 
+def version() -> str:
+    """podman's version as it prints it (`podman --version`: no storage, no API service)."""
+    return runner.run([PODMAN, "--version"], timeout=60).stdout.strip()
+
+
+def image_configs(references: Sequence[str]) -> dict[str, tuple[list[str], list[str]]]:
+    """(ENTRYPOINT, CMD) of those `references` the local store has, in one podman call.
+
+    podman prints the images it found and exits non-zero when one is missing: each found image is
+    matched back by its tags and repository digests (repository:tag@digest by the digest).
+    """
+    if not references:
+        return {}
+    result = runner.run([PODMAN, "image", "inspect", "--format", "json", *references], check=False)
+    try:
+        images: list[dict[str, Any]] = json.loads(result.stdout or "[]")
+    except ValueError:
+        return {}
+    found: dict[str, tuple[list[str], list[str]]] = {}
+    for reference in references:
+        name, at, digest = reference.partition("@")
+        if at:
+            wanted = f"{repository_of(name)}@{digest}"
+            image = next((i for i in images if wanted in (i.get("RepoDigests") or [])), None)
+        else:
+            tagged = name if repository_of(name) != name else f"{name}:latest"
+            image = next((i for i in images if tagged in (i.get("RepoTags") or [])), None)
+        if image is not None:
+            found[reference] = _entrypoint_and_cmd(image)
+    return found
+
+
+def _entrypoint_and_cmd(image: dict[str, Any]) -> tuple[list[str], list[str]]:
+    config = image.get("Config") or {}
+    entrypoint = [str(w) for w in config.get("Entrypoint") or []]
+    if entrypoint == [""]:  # podman's way of writing "no entrypoint"
+        entrypoint = []
+    return entrypoint, [str(w) for w in config.get("Cmd") or []]
+
+
 def image_exists(reference: str) -> bool:
     return runner.run([PODMAN, "image", "exists", reference], check=False).returncode == 0
 

@@ -118,7 +118,7 @@ def apply(
             ctx.store(),
             effects.UnitDirectory(UNIT_DIR),
             services,
-            lambda: render.render_all(services, ctx.render_options()),
+            lambda: render.render_all(services, ctx.render_options(services)),
         )
         require_root("apply")
         with Systemd.connect() as systemd:
@@ -153,6 +153,7 @@ class ServiceStatus:
     upgrade_target: str
     upgrade_since: str
     problem: str  # why this service makes `status` exit 7 ("" when fine)
+    secrets: str = ""  # how the unit passes secrets: "native", "loader", or "" (none; unit not generated)
     disruptive: str | None = None  # why restarting it hurts; restart/upgrade/apply need --allow-disruptive
 
 
@@ -192,10 +193,22 @@ def collect_status(
                 problem=_problem(
                     service, st.active_state, digest, recorded, entry.phase if entry else "idle"
                 ),
+                secrets=unit_secrets_mode(systemd, service.unit) if service.secrets else "",
                 disruptive=service.disruptive,
             )
         )
     return rows
+
+
+def unit_secrets_mode(systemd: SystemdApi, unit: str) -> str:
+    """The secrets mode the installed unit file was rendered with (its marker; "" if none)."""
+    from ..secretplan import read_marker
+
+    path = systemd.fragment_path(unit)
+    try:
+        return read_marker(Path(path).read_text()) if path else ""
+    except OSError:
+        return ""
 
 
 def _iso(epoch: float) -> str:

@@ -118,14 +118,20 @@ def run_upgrades(
 ) -> None:
     """Run `act` for each chosen service in dependency order under the host lock and a signal
     guard; stop at the first failure. Reports every step."""
-    from .. import effects, render
+    from .. import effects, facts, render
     from ..upgrade import Upgrader
 
     require_root("upgrade")
     failure: ComputeUnitsError | None = None
     store = ctx.store()
-    options = ctx.render_options()
+    recorder = facts.Recorder(ctx.root)
+    options = ctx.render_options(services, recorder)
     upgrader: Upgrader | None = None
+
+    def render_unit(service: Service, pin: str | None) -> str:
+        # the pin was pulled just before: its ENTRYPOINT and CMD are in the local store now
+        known = facts.with_image(options, service, pin or str(service.image), recorder)
+        return render.render_service(service, with_pin(known, service.name, pin))
 
     def announce(holder: str) -> None:
         err.print(f"compute-units: waiting up to {wait:g} s for the upgrade lock ({holder})", markup=False)
@@ -147,7 +153,7 @@ def run_upgrades(
             upgrader = Upgrader(
                 fx,
                 services,
-                lambda service, pin: render.render_service(service, with_pin(options, service.name, pin)),
+                render_unit,
                 progress=tell,
                 pull_display=pull_display,
                 pull_timeout=pull_timeout,
@@ -327,7 +333,8 @@ def pull(
     """
     import time
 
-    from .. import effects
+    from .. import effects, facts
+    from ..facts import Recorder
     from ..upgrade import Upgrader
 
     with reporting(as_json):
@@ -342,6 +349,7 @@ def pull(
             for service in chosen:
                 started = time.monotonic()
                 reference, pulled, note = upgrader.prepull(service, image)
+                facts.record_pulled(Recorder(ctx.root), service, [reference, str(service.image)])
                 ms = int((time.monotonic() - started) * 1000)
                 rows.append({"service": service.name, "reference": reference, "pulled": pulled, "ms": ms})
                 if not as_json:

@@ -53,17 +53,8 @@ class ServiceChecker(SectionChecker):
         restart = self.restart(get("restart"))
         keeps_vms = self.keeps_vms(get("keeps_vms"), namespaces, mounts)
         disruptive = self.disruptive(get("disruptive"))
-        secrets_field = get("secrets")
-        if secrets and secrets_field is not None and get("command") is None:
-            self.error(
-                secrets_field.node,
-                "secrets",
-                "services with secrets need command: (the full argv)",
-                "secrets are loaded by a /bin/sh entrypoint that then runs command:, replacing the "
-                "image's ENTRYPOINT and CMD",
-            )
         preflight = self.preflight(get("preflight"))
-        podman_args = self.podman_args(get("podman_args"), namespaces, bool(secrets))
+        podman_args = self.podman_args(get("podman_args"), namespaces)
 
         if name is None or image is None or any(d.severity == "error" for d in self.diagnostics):
             return None

@@ -8,16 +8,19 @@ one spec per line.
 
 from __future__ import annotations
 
+import json
 import shlex
 import stat
 from pathlib import Path, PurePosixPath
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
 from compute_units import render, spec
 from compute_units.cli import app
 from compute_units.model import Service
+from tests.unit.conftest import KOLLA
 from tests.unit.execparse import parse_exec
 
 # the launch command of the seed blog post, character for character
@@ -76,8 +79,13 @@ def load(text: str, name: str = "svc", root: Path = Path("/"), check_files: bool
     return service
 
 
-def exec_start(service: Service) -> tuple[str, list[str]]:
-    unit = render.render_service(service, render.RenderOptions())
+def facts_for(service: Service, version: tuple[int, ...] = (4, 3, 1)) -> render.RenderOptions:
+    """Render options on a host with this podman, whose images are all KOLLA."""
+    return render.RenderOptions(podman_version=version, images={str(service.image): KOLLA})
+
+
+def exec_start(service: Service, version: tuple[int, ...] = (4, 3, 1)) -> tuple[str, list[str]]:
+    unit = render.render_service(service, facts_for(service, version))
     (argv,) = parse_exec(unit, "ExecStart", service.unit)
     return unit, argv
 
@@ -148,24 +156,33 @@ def unit_effective(argv: list[str]) -> tuple[set[tuple[str, str]], set[str], lis
     return found, own, words
 
 
-def test_seed_line_imports_to_a_unit_with_the_same_effective_flags(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [(4, 3, 1), (5, 4, 2)], ids=["loader", "native"])
+def test_seed_line_imports_to_a_unit_with_the_same_effective_flags(
+    tmp_path: Path, version: tuple[int, ...]
+) -> None:
     root = tmp_path / "root"
     root.mkdir()
-    code, stdout, stderr = run(
-        "--root", str(root), "--command", f"{LIBVIRT}=/usr/sbin/libvirtd", "--", SEED_LINE
-    )
+    code, stdout, stderr = run("--root", str(root), "--", SEED_LINE)
     assert code == 0, stderr
     service = load(stdout, root=root)
-    unit, argv = exec_start(service)
-    expected = render.podman_run_argv(service, str(service.image))
+    assert service.command is None  # the line gives none: the image's own ENTRYPOINT and CMD run
+    unit, argv = exec_start(service, version)
+    image = str(service.image)
+    plan = render.secret_plan(service, image, facts_for(service, version))
+    expected = render.podman_run_argv(service, image, secrets=plan)
     assert expected[2] == "--cidfile=%t/%n.ctr-id"  # systemd expands the specifiers
     assert argv == [*expected[:2], "--cidfile=/run/fedora-rdo-nova-libvirt.service.ctr-id", *expected[3:]]
 
     effective, own, command = unit_effective(argv)
     assert effective == docker_effective(SEED_LINE)
-    assert own == OURS | {"--entrypoint"}  # the secrets loader
-    # the loader runs command:, given with --command because the line has none
-    assert command == ["/usr/sbin/libvirtd"]
+    if version < (5, 3):  # the secrets loader execs the image's ENTRYPOINT, then its CMD
+        assert own == OURS | {"--entrypoint"}
+        loader = next(a for a in argv if a.startswith("--entrypoint="))
+        assert json.loads(loader.split("=", 1)[1])[3:] == ["compute-units-secrets", *KOLLA.entrypoint]
+        assert command == list(KOLLA.cmd)
+    else:  # podman's own env secrets: nothing replaces the image's ENTRYPOINT and CMD
+        assert own == OURS
+        assert command == []
 
     secrets = {a.split(",")[0] for a in argv if a.startswith("--secret=")}
     assert secrets == {f"--secret=compute-units.{LIBVIRT}.{v}" for v in SEED_SECRETS}
@@ -254,19 +271,15 @@ def test_seed_spec_text(tmp_path: Path) -> None:
     )
 
 
-def test_seed_line_needs_a_command_for_its_secrets(tmp_path: Path) -> None:
+def test_seed_line_with_command_keeps_it(tmp_path: Path) -> None:
     code, stdout, stderr = run(
-        "--root", str(tmp_path), "--output-dir", str(tmp_path / "out"), "--", SEED_LINE
+        "--root", str(tmp_path), "--command", f"{LIBVIRT}=/usr/sbin/libvirtd", "--", SEED_LINE
     )
-    assert code == 2
-    assert stdout == ""
-    assert stderr == [
-        f"<command line>: {LIBVIRT}: secrets need the container's command, and the line gives none",
-        "    hint: secrets are loaded by an entrypoint that then runs command:, so the image's default cannot "
-        f"be used; append the command after the image or pass --command {LIBVIRT}='ARGV'",
-        "compute-units: 1 error(s); nothing was written.",
-    ]
-    assert list(tmp_path.iterdir()) == []
+    assert code == 0, stderr
+    service = load(stdout, root=tmp_path)
+    assert service.command == ("/usr/sbin/libvirtd",)
+    # in place of the image's CMD, after its ENTRYPOINT (as without secrets)
+    assert exec_start(service)[1][-2:] == [str(service.image), "/usr/sbin/libvirtd"]
 
 
 def test_literal_secret_values_go_to_0600_files_never_to_spec_or_unit(tmp_path: Path) -> None:
@@ -395,19 +408,14 @@ def test_start_compute_script_gives_three_specs(tmp_path: Path) -> None:
     assert stdout.count("\n---\n") == 2
 
 
-def test_start_compute_without_commands_reports_every_line(tmp_path: Path) -> None:
+def test_start_compute_without_commands_imports_every_line(tmp_path: Path) -> None:
     script = tmp_path / "start-compute"
     script.write_text(START_COMPUTE)
-    code, _, stderr = run("--script", str(script), "--output-dir", str(tmp_path / "out"))
-    assert code == 2
-    errors = [
-        line
-        for line in stderr
-        if line.startswith(f"{script}:") and line.split(": ")[1] not in ("warning", "note")
-    ]
-    assert errors == [
-        f"{script}:{n}: {name}: secrets need the container's command, and the line gives none"
-        for n, name in ((6, "fedora-rdo-nova-network"), (12, LIBVIRT), (15, "fedora-rdo-nova-compute"))
-    ]
-    assert stderr[-1] == "compute-units: 3 error(s); nothing was written."
-    assert not (tmp_path / "out").exists()
+    out = tmp_path / "out"
+    code, _, stderr = run("--script", str(script), "--root", str(tmp_path), "--output-dir", str(out))
+    assert code == 0, stderr
+    services, diagnostics = spec.load(spec.discover([out]), root=tmp_path, strict_files=False)
+    assert [d for d in diagnostics if d.severity == "error"] == []
+    assert {s.name: (s.command, bool(s.secrets)) for s in services} == {
+        name: (None, True) for name in ("fedora-rdo-nova-network", LIBVIRT, "fedora-rdo-nova-compute")
+    }

@@ -146,15 +146,6 @@ MALFORMED: list[tuple[str, str, list[str]]] = [
         ["--secret=db,type=env,target=1A: '1A' is not a valid variable name"],
     ),
     (
-        "secrets-need-command",
-        "docker run -e TOKEN=abc img",
-        [
-            "img: secrets need the container's command, and the line gives none",
-            "    hint: secrets are loaded by an entrypoint that then runs command:, so the image's default cannot be "
-            "used; append the command after the image or pass --command img='ARGV'",
-        ],
-    ),
-    (
         "reserved-name",
         "docker run --name compute-node img:1",
         ["the imported spec is invalid: name: the name 'compute-node' is reserved for the target"],

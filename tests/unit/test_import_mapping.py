@@ -159,14 +159,14 @@ def test_entrypoint_and_podman_secrets() -> None:
     data, _ = import_one("docker run --entrypoint /bin/run img:1 --flag")
     assert data["command"] == ["--flag"]
     assert data["podman_args"] == ["--entrypoint=/bin/run"]
-    # with secrets the loader is the entrypoint: the original one becomes the start of command:
+    # with secrets too: the loader of podman < 5.3 execs the entrypoint podman_args gives
     data, messages = import_one(
         'podman run --entrypoint \'["/bin/run", "-v"]\' --secret db,type=env,target=DB_PASSWORD '
         "--secret tls-key img:1 --flag"
     )
-    assert data["command"] == ["/bin/run", "-v", "--flag"]
+    assert data["command"] == ["--flag"]
     assert data["secrets"] == {"DB_PASSWORD": {"podman_secret": "db"}}
-    assert "podman_args" not in data
+    assert data["podman_args"] == ['--entrypoint=["/bin/run", "-v"]']
     assert (
         "<command line>: warning: --secret=tls-key: not imported: only environment secrets (type=env) can be expressed"
         in messages

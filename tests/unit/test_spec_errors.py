@@ -26,18 +26,6 @@ CASES: list[tuple[str, dict[str, str], list[str]]] = [
         ],
     ),
     (
-        "entrypoint-with-secrets",
-        {
-            "svc.yaml": IMG
-            + "command: [/x]\nsecrets: {DB_PASSWORD: {podman_secret: db}}\npodman_args: [--entrypoint=/bin/other]\n"
-        },
-        [
-            "{dir}/svc.yaml:4:15: podman_args[0]: --entrypoint cannot be combined with secrets",
-            "    hint: secrets are loaded by compute-units' own entrypoint; put the program in command:",
-            "compute-units: 1 error(s); nothing was written.",
-        ],
-    ),
-    (
         "missing-image",
         {"svc.yaml": "description: x\n"},
         [
@@ -360,15 +348,6 @@ CASES: list[tuple[str, dict[str, str], list[str]]] = [
         [
             "{dir}/svc.yaml:4:24: secrets.DB_PASSWORD: 'DB_PASSWORD' is also set in environment",
             "    hint: a variable is either plain or secret",
-            "compute-units: 1 error(s); nothing was written.",
-        ],
-    ),
-    (
-        "secret-needs-command",
-        {"svc.yaml": IMG + "secrets: {DB_PASSWORD: {podman_secret: db}}\n"},
-        [
-            "{dir}/svc.yaml:2:10: secrets: services with secrets need command: (the full argv)",
-            "    hint: secrets are loaded by a /bin/sh entrypoint that then runs command:, replacing the image's ENTRYPOINT and CMD",
             "compute-units: 1 error(s); nothing was written.",
         ],
     ),
