@@ -14,6 +14,7 @@ from .errors import CommandError, ComputeUnitsError
 from .model import ServiceSet
 from .state import Store
 from .systemd import Systemd
+from .vms import NO_CONTROLLERS
 
 SEED_MODULES = ("ebtables",)
 SEED_HOST_UNITS = ("libvirtd.service", "libvirtd.socket")
@@ -317,11 +318,48 @@ def run_checks(services: ServiceSet, *, fix: bool, store: Store, run: Run = runn
         for p in paths
         if p != "/dev/kvm"
     ]
+    findings += check_guest_scopes(services, host.cgroup2_controllers(), host.qemu_processes())
     findings += check_mounts(services)
     findings += check_tools()
     findings.append(check_storage(services, run))
     findings += check_registries(services, run)
     findings += check_state(store)
+    return findings
+
+
+def check_guest_scopes(
+    services: ServiceSet, controllers: list[str] | None, qemu: list[host.Process]
+) -> list[Finding]:
+    """Guests live in machine scopes, out of every unit's cgroup, or a restart of libvirt kills them.
+
+    Checked on the evidence (where each qemu runs now, on either layout) and on the one cause this
+    host can have: a cgroup2 without controllers, where libvirt never asks machined for a scope.
+    """
+    if not any(s.keeps_vms for s in services):
+        return []
+    findings = []
+    if controllers == []:
+        findings.append(
+            Finding(
+                "guest scopes",
+                "fail",
+                f"{NO_CONTROLLERS} (/sys/fs/cgroup/cgroup.controllers is empty): guests started now "
+                "stay in the libvirt unit's cgroup and die when it restarts",
+                "give this host's cgroup2 its controllers (a container or nested host: delegate them)",
+            )
+        )
+    for p in qemu:
+        if not host.machine_scoped(p):
+            findings.append(
+                Finding(
+                    f"guest PID {p.pid}",
+                    "fail",
+                    f"{p.comm} runs in {p.cgroup}, not in a machine scope: it dies with that unit",
+                    "stop and start this guest once libvirt gets machine scopes (see guest scopes)",
+                )
+            )
+    if not findings:
+        findings.append(Finding("guest scopes", "ok", f"{len(qemu)} qemu running, each in a machine scope"))
     return findings
 
 

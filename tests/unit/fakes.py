@@ -39,6 +39,7 @@ class FakeWorld:
     crash_digests: set[str] = field(default_factory=set)  # images whose container dies at start
     log: list[str] = field(default_factory=list)
     qemu: list[Process] = field(default_factory=list)
+    cgroup2_controllers: list[str] | None = None  # None: a hybrid host
     guests: dict[str, str] = field(default_factory=dict)
     guests_after_restart: dict[str, str] | None = None
     pull_error: str | None = None
@@ -199,6 +200,9 @@ class FakeHost:
 
     def boot_id(self) -> str:
         return self.world.boot
+
+    def cgroup2_controllers(self) -> list[str] | None:
+        return self.world.cgroup2_controllers
 
 
 class FakeUnits:
