@@ -355,7 +355,7 @@ def check_guest_scopes(
                     f"guest PID {p.pid}",
                     "fail",
                     f"{p.comm} runs in {p.cgroup}, not in a machine scope: it dies with that unit",
-                    "stop and start this guest once libvirt gets machine scopes (see guest scopes)",
+                    "let libvirt reach systemd-machined (mount /run/dbus/system_bus_socket; on cgroup2 it needs controllers too), then stop and start this guest",
                 )
             )
     if not findings:

@@ -11,11 +11,20 @@ from collections.abc import Iterator
 import pytest
 
 from tests.harness.node import REPO, Node, cgroup_layout
+from tests.harness.rootfs import python_extras
 from tests.integration.conftest import Image
 
 pytestmark = pytest.mark.integration
 
+
 # the steps, plus the moment inside `restart` between stopping the old container and the restart job
+def node_pythonpath(node: Node) -> str:
+    """What the node's compute-units entry point puts on sys.path: the checkout, then the PyPI
+    extras of the release (bookworm's python3-typer is too old for the CLI)."""
+    extras = python_extras(node.release)
+    return ":".join([str(REPO), *([str(extras)] if extras else [])])
+
+
 PODMAN_MAJOR = {"bookworm": "4.", "trixie": "5."}
 STEPS = ("pull", "preflight", "record", "pin", "stop-container", "restart", "health", "post-check", "commit")
 
@@ -100,7 +109,7 @@ def test_kill_9_at_every_step_then_rerun_converges(node: Node, svc: dict[str, Im
                 svc[target].reference,
             ],
             check=False,
-            env={"PYTHONPATH": str(REPO)},
+            env={"PYTHONPATH": node_pythonpath(node)},
         )
         assert crashed.returncode in (-9, 137), (step, crashed.stderr)  # SIGKILL, seen through nsenter
         rerun = cu(node, "upgrade", "svc", "--image", svc[target].reference)

@@ -285,7 +285,7 @@ def test_a_qemu_in_the_units_cgroup_is_reported_and_refuses_the_restart(
             "check": f"guest PID {pid}",
             "status": "fail",
             "message": f"qemu-system-x86 runs in {cgroup}, not in a machine scope: it dies with that unit",
-            "fix": "stop and start this guest once libvirt gets machine scopes (see guest scopes)",
+            "fix": "let libvirt reach systemd-machined (mount /run/dbus/system_bus_socket; on cgroup2 it needs controllers too), then stop and start this guest",
         }
         result = cu(node, "upgrade", "nova-libvirt", "--image", libvirt.references[target])
     finally:

@@ -117,6 +117,6 @@ def test_guest_scopes_fail_on_cgroup2_without_controllers_and_for_each_stranded_
             "fail",
             "qemu-system-x86 runs in /system.slice/nova-libvirt.service/libpod-payload-0123, not in a "
             "machine scope: it dies with that unit",
-            "stop and start this guest once libvirt gets machine scopes (see guest scopes)",
+            "let libvirt reach systemd-machined (mount /run/dbus/system_bus_socket; on cgroup2 it needs controllers too), then stop and start this guest",
         ),
     ]
