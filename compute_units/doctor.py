@@ -15,12 +15,13 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import effects
+from . import effects, host
 from .effects import Effects, StateStore, SystemdApi
 from .errors import CommandError, ComputeUnitsError
 from .host import MODULES_LOAD
 from .model import ServiceSet
 from .systemd import JobOutcome, Machine, Systemd, UnitState
+from .vms import NO_CONTROLLERS
 
 SEED_MODULES = ("ebtables",)
 SEED_HOST_UNITS = ("libvirtd.service", "libvirtd.socket")
@@ -346,6 +347,42 @@ def check_disruptive(services: ServiceSet) -> list[Finding]:
     ]
 
 
+def check_guest_scopes(
+    services: ServiceSet, controllers: list[str] | None, qemu: list[host.Process]
+) -> list[Finding]:
+    """Guests live in machine scopes, out of every unit's cgroup, or a restart of libvirt kills them.
+
+    Checked on the evidence (where each qemu runs now, on either layout) and on the one cause this
+    host can have: a cgroup2 without controllers, where libvirt never asks machined for a scope.
+    """
+    if not any(s.keeps_vms for s in services):
+        return []
+    findings = []
+    if controllers == []:
+        findings.append(
+            Finding(
+                "guest scopes",
+                "fail",
+                f"{NO_CONTROLLERS} (/sys/fs/cgroup/cgroup.controllers is empty): guests started now "
+                "stay in the libvirt unit's cgroup and die when it restarts",
+                "give this host's cgroup2 its controllers (a container or nested host: delegate them)",
+            )
+        )
+    for p in qemu:
+        if not host.machine_scoped(p):
+            findings.append(
+                Finding(
+                    f"guest PID {p.pid}",
+                    "fail",
+                    f"{p.comm} runs in {p.cgroup}, not in a machine scope: it dies with that unit",
+                    "let libvirt reach systemd-machined (mount /run/dbus/system_bus_socket; on cgroup2 it needs controllers too), then stop and start this guest",
+                )
+            )
+    if not findings:
+        findings.append(Finding("guest scopes", "ok", f"{len(qemu)} qemu running, each in a machine scope"))
+    return findings
+
+
 def check_running(fx: Effects, services: ServiceSet) -> list[Finding]:
     """Every managed unit that has a recorded digest runs it."""
     from .commands.lifecycle import collect_status
@@ -381,6 +418,7 @@ def run_checks(fx: Effects, services: ServiceSet, *, fix: bool) -> list[Finding]
         Finding("cgroups", "ok" if layout in ("unified", "hybrid") else "warn", f"{layout} layout")
     )
     findings += check_paths(fx, paths)
+    findings += check_guest_scopes(services, fx.host.cgroup2_controllers(), fx.host.qemu_processes())
     findings += check_mounts(fx, services)
     findings += check_disruptive(services)
     findings += check_tools(fx)

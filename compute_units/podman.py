@@ -6,6 +6,7 @@ the generated units run podman themselves, and the test harness drives its own."
 from __future__ import annotations
 
 import json
+import re
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -70,20 +71,33 @@ def inspect_container(ref: str) -> Container | None:
         pid=int(state.get("Pid") or 0),
         health=str(health.get("Status", "")),
         started_at=str(state.get("StartedAt", "")),
-        stop_signal=signal_number(c.get("Config", {}).get("StopSignal")),
+        stop_signal=stop_signal_number(c.get("Config", {}).get("StopSignal")),
     )
 
 
-def signal_number(value: object) -> int:
-    """A container's stop signal: podman 4.3 inspects it as a number, podman 5 as "SIGTERM"."""
-    if isinstance(value, int):
+_REALTIME = re.compile(r"(?:SIG)?RTM(IN|AX)([+-]\d+)?")
+
+
+def stop_signal_number(value: object) -> int:
+    """Config.StopSignal as a number: podman 4 reports 15, podman 5 "SIGTERM"; absent means SIGTERM.
+
+    Raises CommandError for a value that is neither, rather than stopping with a guessed signal.
+    """
+    if value is None or value == "" or value == 0:
+        return int(signal.SIGTERM)
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
-    text = str(value or "").strip()
+    text = str(value).strip().upper()
     if text.isdigit():
         return int(text)
-    name = text.upper() if text.upper().startswith("SIG") else f"SIG{text.upper()}"
-    known = signal.Signals.__members__.get(name)
-    return int(known) if known is not None else int(signal.SIGTERM)
+    name = text if text.startswith("SIG") else f"SIG{text}"
+    if name in signal.Signals.__members__:
+        return int(signal.Signals[name])
+    realtime = _REALTIME.fullmatch(text)
+    if realtime:
+        base = signal.SIGRTMIN if realtime.group(1) == "IN" else signal.SIGRTMAX
+        return int(base) + int(realtime.group(2) or 0)
+    raise CommandError([PODMAN, "container", "inspect"], 0, "", f"unknown Config.StopSignal {value!r}")
 
 
 def repository_of(reference: str) -> str:

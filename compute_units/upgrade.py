@@ -25,7 +25,7 @@ from .errors import CommandError, ComputeUnitsError, ExitCode, describe
 from .model import Service, ServiceSet
 from .state import ServiceState, State, digest_of
 from .targets import choose_target
-from .vms import VmSnapshot
+from .vms import NO_CONTROLLERS, VmSnapshot
 
 SIGKILL = 9
 HEALTH_POLL_S = 0.5
@@ -393,9 +393,12 @@ class Upgrader:
         if st.active_state == "active":
             inside = [p for p in self.fx.host.qemu_processes() if in_cgroup(p, st.control_group)]
             if inside:
+                cause = ""
+                if self.fx.host.cgroup2_controllers() == []:
+                    cause = f" ({NO_CONTROLLERS}: compute-units doctor)"
                 problems.append(
                     f"qemu PID {', '.join(str(p.pid) for p in inside)} is inside {service.unit}'s cgroup "
-                    "and would be killed with it"
+                    f"and would be killed with it{cause}"
                 )
             if self.fx.systemd.kill_signal(service.unit) != SIGKILL:
                 problems.append(

@@ -14,7 +14,7 @@ def libvirt_spec(reference: str) -> str:
     return f"""
 description: Nova libvirt (libvirtd + qemu)
 image: {reference}
-command: [/usr/sbin/libvirtd]
+command: [/usr/local/sbin/libvirtd-sandbox]  # /usr/sbin/libvirtd; see the libvirt-version image
 host_namespaces: [pid, network, cgroup]
 privileged: true
 mounts:

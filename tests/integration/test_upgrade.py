@@ -9,9 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from compute_units_dev.node import NODE_EXTRAS, REPO, Node
+from compute_units_dev.node import NODE_EXTRAS, REPO, Node, cgroup_layout
 from tests.harness.fixtures import Image, cu
 
+PODMAN_MAJOR = {"bookworm": "4.", "trixie": "5."}
 # the steps, plus the moment inside `restart` between stopping the old container and the restart job
 STEPS = ("pull", "preflight", "record", "pin", "stop-container", "restart", "health", "post-check", "commit")
 
@@ -181,8 +182,8 @@ def test_doctor_reports_each_check(node: Node, svc: dict[str, Image], registry_a
     assert findings["systemd-machined"]["status"] == "ok"
     assert findings["host libvirtd.service"]["status"] == "ok"
     assert findings["/dev/kvm"]["status"] == "ok"
-    assert findings["cgroups"]["message"] == "hybrid layout"
-    assert findings["podman"]["message"].startswith("4.")
+    assert findings["cgroups"]["message"] == f"{cgroup_layout(node.release)} layout"
+    assert findings["podman"]["message"].startswith(PODMAN_MAJOR[node.release])
     assert findings[f"registry {registry_address}"] == {
         "check": f"registry {registry_address}",
         "status": "ok",

@@ -43,6 +43,7 @@ class FakeWorld:
     crash_digests: set[str] = field(default_factory=set)  # images whose container dies at start
     log: list[str] = field(default_factory=list)
     qemu: list[Process] = field(default_factory=list)
+    cgroup2_controllers: list[str] | None = None  # None: a hybrid host
     guests: dict[str, str] = field(default_factory=dict)
     guests_after_restart: dict[str, str] | None = None
     pull_error: str | None = None
@@ -292,6 +293,9 @@ class FakeHost:
         self.world.log.append(f"modprobe {name}")
         self.world.missing_modules.discard(name)
         return MODULES_LOAD
+
+    def cgroup2_controllers(self) -> list[str] | None:
+        return self.world.cgroup2_controllers
 
 
 class FakeUnits:

@@ -228,6 +228,19 @@ def test_preflight_refuses_without_machined_guests(world: FakeWorld) -> None:
     assert store.saved is None
 
 
+def test_preflight_names_the_cause_on_cgroup2_without_controllers(world: FakeWorld) -> None:
+    store, services = FakeStore(world), service(keeps_vms=True)
+    world.qemu = [Process(77, "qemu-system-x86", "/system.slice/svc.service/libpod-payload-1", 5)]
+    world.cgroup2_controllers = []
+    with pytest.raises(PreflightRefused) as refused:
+        engine(world, store, services).upgrade(svc(services), f"{REG}:v2")
+    assert refused.value.message == (
+        "svc: refusing to restart: qemu PID 77 is inside svc.service's cgroup and would be killed with "
+        "it (this host's cgroup2 offers no controllers, so libvirt gives guests no machine scope: "
+        "compute-units doctor); nothing was changed"
+    )
+
+
 def test_a_reboot_mid_upgrade_settles_on_the_committed_image(world: FakeWorld) -> None:
     store, services = FakeStore(world), service()
     world.crash_at = "restart"
