@@ -26,6 +26,7 @@ class Finding:
     status: str  # ok, warn, fail
     message: str
     fix: str = ""
+    fixed: bool = False  # doctor --fix repaired it in this run
 
 
 def cgroup_layout(mountinfo: str) -> str:
@@ -53,7 +54,9 @@ def check_modules(modules: list[str], fix: bool) -> list[Finding]:
                     with MODULES_LOAD.open("a") as handle:
                         handle.write(f"{module}\n")
                 findings.append(
-                    Finding(f"module {module}", "ok", f"loaded now and persisted in {MODULES_LOAD}")
+                    Finding(
+                        f"module {module}", "ok", f"loaded now and persisted in {MODULES_LOAD}", fixed=True
+                    )
                 )
                 continue
             except (CommandError, OSError) as exc:
@@ -90,7 +93,7 @@ def check_units(systemd: Systemd | None, units: list[str], fix: bool) -> list[Fi
                     Finding(f"host {unit}", "fail", f"--fix failed: {exc.message}", f"systemctl mask {unit}")
                 )
                 continue
-            findings.append(Finding(f"host {unit}", "ok", "stopped and masked now"))
+            findings.append(Finding(f"host {unit}", "ok", "stopped and masked now", fixed=True))
             continue
         findings.append(
             Finding(
@@ -112,7 +115,7 @@ def check_machined(systemd: Systemd | None, fix: bool) -> Finding:
     if fix and st.load_state == "loaded":
         outcome = systemd.run_jobs("start", ["systemd-machined.service"], timeout=60)[0]
         if outcome.ok:
-            return Finding("systemd-machined", "ok", "started now")
+            return Finding("systemd-machined", "ok", "started now", fixed=True)
     return Finding(
         "systemd-machined",
         "fail",
@@ -373,5 +376,6 @@ def repair_state(store: Store, services: ServiceSet) -> list[Finding]:
             "upgrade state",
             "ok",
             f"rebuilt from what runs ({pinned}); was: {problem}; old file kept as {aside}",
+            fixed=True,
         )
     ]

@@ -93,6 +93,7 @@ class Report:
         data = asdict(self)
         data["from"] = data.pop("source")
         data["to"] = data.pop("target")
+        data["guests"] = vms.guests_kept(self.vm_before, self.vm_after)
         return data
 
 

@@ -44,7 +44,11 @@ def doctor(
         findings = repaired + run_checks(services, fix=fix, store=store)
         if as_json:
             emit_json(
-                {"ok": all(f.status != "fail" for f in findings), "findings": [asdict(f) for f in findings]}
+                {
+                    "ok": all(f.status != "fail" for f in findings),
+                    "findings": [asdict(f) for f in findings],
+                    "fixed": [f.check for f in findings if f.fixed],
+                }
             )
         else:
             table = Table("", "check", "result", "how to fix", box=None)

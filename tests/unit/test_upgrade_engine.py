@@ -206,6 +206,19 @@ def test_a_guest_that_is_paused_afterwards_fails_the_post_check(world: FakeWorld
     assert store.entries[-1]["vm_check"] == ["guest tiny is paused (was running)"]
 
 
+def test_the_report_gives_the_guests_kept_figure(world: FakeWorld) -> None:
+    store, services = FakeStore(world), service(keeps_vms=True)
+    world.qemu = [Process(77, "qemu-system-x86", "/machine.slice/m.scope", 5)]
+    world.guests = {"tiny": "running", "idle": "shut off"}
+    report = engine(world, store, services).upgrade(svc(services), f"{REG}:v2")
+    assert report.as_dict()["guests"] == {"running_before": 1, "running_after": 1, "kept": 1}
+    world.guests_after_restart = {"tiny": "paused", "idle": "shut off"}
+    with pytest.raises(RolledBack):
+        engine(world, store, services).upgrade(svc(services), f"{REG}:v3")
+    assert store.entries[-1]["guests"] == {"running_before": 1, "running_after": 0, "kept": 1}
+    assert engine(world, store, service()).upgrade(svc(service()), f"{REG}:v1").as_dict()["guests"] is None
+
+
 def test_a_rollback_is_post_checked_too(world: FakeWorld) -> None:
     store, services = FakeStore(world), service(keeps_vms=True)
     world.qemu = [Process(77, "qemu-system-x86", "/machine.slice/m.scope", 5)]
