@@ -125,6 +125,11 @@ class Fake:
         return int(how.get("rc", 1)), f"{report['service']}: {reason}"
 
     def pull(self, args: argparse.Namespace) -> int:
+        if not args.services and not args.all:  # as the real CLI
+            message = "name the services to pull, or pass --all"
+            emit({"ok": False, "error": message, "hint": None})
+            print(f"compute-units: error: {message}", file=sys.stderr)
+            return 2
         chosen = self.services(args.services, args.all)
         present: list[str] = self.state.setdefault("present", [])
         entries = []

@@ -128,7 +128,7 @@ def test_all_healthy_all_upgraded(fleet: Fleet) -> None:
     assert run.report["summary"] == {"upgraded": 5}
     assert "FLEET REPORT" in run.output
     calls = fleet.hosts["node3"].calls()
-    assert calls == [["doctor", "--json"], ["pull", "--json"], ["upgrade", "--all", "--json"]]
+    assert calls == [["doctor", "--json"], ["pull", "--all", "--json"], ["upgrade", "--all", "--json"]]
 
 
 def recap(run: Run, host: str) -> str:
