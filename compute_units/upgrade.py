@@ -189,10 +189,11 @@ class Upgrader:
         entry = state.get(service.name)
         reference, note = choose_target(service, entry, image)
         present = "@" in reference and self.fx.podman.image_exists(reference)
+        known = (entry.current, entry.pulled)  # a tag resolves to what runs or was pulled: nothing new
         target, _ = self.pull(reference, entry)
         entry.pulled_from, entry.pulled = reference, target
         self.fx.store.save(state)
-        return target, not present, note
+        return target, not (present or target in known), note
 
     # ------------------------------------------------------------------ flow
     def _new_report(self, service: Service, kind: str) -> Report:

@@ -300,3 +300,13 @@ def test_a_prepulled_target_skips_the_registry(world: FakeWorld) -> None:
     report = up.upgrade(svc(services), f"{REG}:v2")
     assert report.target == V2 and report.steps[0].detail == "pre-pulled by `compute-units pull`"
     assert not [line for line in world.log if line.startswith("pull")]
+
+
+def test_a_pull_of_a_tag_that_resolves_to_what_runs_or_was_pulled_is_nothing_new(world: FakeWorld) -> None:
+    store, services = FakeStore(world), service()
+    up = engine(world, store, services)
+    assert up.prepull(svc(services)) == (f"{REG}:v1@{D1}", True, "the spec's image")  # not pinned yet
+    assert up.prepull(svc(services)) == (f"{REG}:v1@{D1}", False, "the spec's image")  # pulled before
+    up.upgrade(svc(services), f"{REG}:v2")
+    assert up.prepull(svc(services), f"{REG}:v2")[1] is False  # runs it
+    assert up.prepull(svc(services), f"{REG}:v3")[1] is True
