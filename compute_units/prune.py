@@ -109,10 +109,10 @@ def plan(
 
 
 def parse_images(data: Sequence[dict[str, Any]]) -> list[LocalImage]:
-    """`podman images --all --format json` (podman 4.3 and 5: Names, Digests or RepoDigests)."""
+    """`podman images --format json`: Id, Names (repository:tag), RepoDigests, Containers, Size."""
     images = []
     for item in data:
-        digests = item.get("RepoDigests") or item.get("Digests") or []
+        digests = item.get("RepoDigests") or []
         images.append(
             LocalImage(
                 id=str(item.get("Id", "")),

@@ -139,10 +139,10 @@ def test_prune_waits_for_no_one_while_an_upgrade_holds_the_lock(
     assert images.removed == []
 
 
-def test_podman_images_json_of_both_releases() -> None:
-    podman4 = {"Id": "a1", "Names": ["r/x:1"], "RepoDigests": ["r/x@sha256:1"], "Containers": 2, "Size": 10}
-    podman5 = {"Id": "b2", "Names": None, "Digests": ["r/x@sha256:2"], "Containers": 0, "Size": 20}
-    assert parse_images([podman4, podman5]) == [
+def test_podman_images_json() -> None:
+    tagged = {"Id": "a1", "Names": ["r/x:1"], "RepoDigests": ["r/x@sha256:1"], "Containers": 2, "Size": 10}
+    untagged = {"Id": "b2", "Names": None, "RepoDigests": ["r/x@sha256:2"], "Containers": 0, "Size": 20}
+    assert parse_images([tagged, untagged]) == [
         LocalImage("a1", ("r/x:1",), ("r/x@sha256:1",), 2, 10),
         LocalImage("b2", (), ("r/x@sha256:2",), 0, 20),
     ]
