@@ -136,8 +136,16 @@ def report_error(exc: ComputeUnitsError, *, as_json: bool) -> int:
     """Print an error for people (stderr) and, with --json, as an object on stdout; return the exit code."""
     if isinstance(exc, SpecError):
         if as_json:
+            hints = [d.hint for d in exc.diagnostics if d.severity == "error" and d.hint]
             emit_json(
-                {"ok": False, "error": exc.message, "diagnostics": [d.as_dict() for d in exc.diagnostics]}
+                {
+                    "ok": False,
+                    "error": exc.message,
+                    # the first fix to try, for callers that show one line (the Ansible modules)
+                    "hint": exc.hint or (hints[0] if hints else None),
+                    "exit_code": exc.exit_code,
+                    "diagnostics": [d.as_dict() for d in exc.diagnostics],
+                }
             )
         print_diagnostics(exc.diagnostics)
         errors = sum(d.severity == "error" for d in exc.diagnostics)

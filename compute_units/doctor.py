@@ -35,6 +35,7 @@ class Finding:
     status: str  # ok, warn, fail
     message: str
     fix: str = ""
+    fixed: bool = False  # doctor --fix repaired it in this run
 
 
 class Unreachable:
@@ -114,7 +115,9 @@ def check_modules(fx: Effects, modules: list[str], fix: bool) -> list[Finding]:
                     Finding(f"module {module}", "fail", f"cannot load: {exc}", f"modprobe {module}")
                 )
                 continue
-            findings.append(Finding(f"module {module}", "ok", f"loaded now and persisted in {persisted}"))
+            findings.append(
+                Finding(f"module {module}", "ok", f"loaded now and persisted in {persisted}", fixed=True)
+            )
             continue
         findings.append(
             Finding(
@@ -143,7 +146,7 @@ def check_units(systemd: SystemdApi, units: list[str], fix: bool) -> list[Findin
                     Finding(f"host {unit}", "fail", f"--fix failed: {exc.message}", f"systemctl mask {unit}")
                 )
                 continue
-            findings.append(Finding(f"host {unit}", "ok", "stopped and masked now"))
+            findings.append(Finding(f"host {unit}", "ok", "stopped and masked now", fixed=True))
             continue
         findings.append(
             Finding(
@@ -163,7 +166,7 @@ def check_machined(systemd: SystemdApi, fix: bool) -> Finding:
     if fix and st.load_state == "loaded":
         outcome = systemd.run_jobs("start", ["systemd-machined.service"], timeout=60)[0]
         if outcome.ok:
-            return Finding("systemd-machined", "ok", "started now")
+            return Finding("systemd-machined", "ok", "started now", fixed=True)
     return Finding(
         "systemd-machined",
         "fail",
@@ -488,5 +491,6 @@ def repair_state(fx: Effects, services: ServiceSet) -> list[Finding]:
             "upgrade state",
             "ok",
             f"rebuilt from what runs ({pinned}); was: {problem}; old file kept as {aside}",
+            fixed=True,
         )
     ]

@@ -93,6 +93,7 @@ class Report:
         data = asdict(self)
         data["from"] = data.pop("source")
         data["to"] = data.pop("target")
+        data["guests"] = vms.guests_kept(self.vm_before, self.vm_after)
         return data
 
 
@@ -192,10 +193,11 @@ class Upgrader:
         entry = state.get(service.name)
         reference, note = choose_target(service, entry, image)
         present = "@" in reference and self.fx.podman.image_exists(reference)
+        known = (entry.current, entry.pulled)  # a tag resolves to what runs or was pulled: nothing new
         target, _ = self.pull(reference, entry)
         entry.pulled_from, entry.pulled = reference, target
         self.fx.store.save(state)
-        return target, not present, note
+        return target, not (present or target in known), note
 
     # ------------------------------------------------------------------ flow
     def _new_report(self, service: Service, kind: str) -> Report:
@@ -408,10 +410,7 @@ class Upgrader:
         return problems
 
     def pin(self, service: Service, reference: str | None) -> None:
-        """Write this service's unit (only this one) with `reference` and daemon-reload.
-
-        Units made by the generator are not written: it reads the pin from state.json at reload.
-        """
+        """Write this service's unit (only this one; a generator's unit reads state.json) and reload."""
         if not self.fx.systemd.fragment_path(service.unit).startswith(GENERATOR_DIRS):
             self.fx.units.write({service.unit: self.render_unit(service, reference)})
         self.fx.systemd.reload()

@@ -314,7 +314,7 @@ def _write_config(upper: Path, release: str, hostname: str) -> None:
     if extras:
         # a copy in the node's own tree: build/node-python may be a symlink to a shared cache
         # outside the checkout, which is the only host directory a node sees
-        shutil.copytree(extras, upper / NODE_EXTRAS.lstrip("/"), symlinks=True)
+        shutil.copytree(extras.resolve(), upper / NODE_EXTRAS.lstrip("/"), symlinks=True)
         paths.append(NODE_EXTRAS)
     for command, (module, function) in ENTRY_POINTS.items():
         (bin_dir / command).write_text(ENTRY_POINT.format(paths=paths, module=module, function=function))

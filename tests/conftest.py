@@ -17,7 +17,10 @@ DIRECTORY_MARKERS = {
     "integration": ("integration",),  # boots sandbox nodes (real systemd, podman, a registry)
     "packaging": ("packaging",),  # builds the RPM
 }
-MODULE_MARKERS = {"integration/test_upgrade_vm.py": ("vm",)}  # needs a KVM guest as well
+MODULE_MARKERS = {
+    "integration/test_upgrade_vm.py": ("vm",),  # needs a KVM guest as well
+    "integration/test_fleet.py": ("vm", "fleet"),  # ~20 nodes, 3 of them with KVM guests
+}
 
 
 def markers_for(path: Path) -> tuple[str, ...]:

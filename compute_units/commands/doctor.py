@@ -46,7 +46,11 @@ def doctor(
             findings = repaired + run_checks(fx, services, fix=fix)
         if as_json:
             emit_json(
-                {"ok": all(f.status != "fail" for f in findings), "findings": [asdict(f) for f in findings]}
+                {
+                    "ok": all(f.status != "fail" for f in findings),
+                    "findings": [asdict(f) for f in findings],
+                    "fixed": [f.check for f in findings if f.fixed],
+                }
             )
         else:
             table = Table("", "check", "result", "how to fix", box=None)

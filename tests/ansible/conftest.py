@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness.fixtures import INSTALLED
+from compute_units_dev.collection import INSTALLED
 
 FAKE_CLI = Path(__file__).with_name("fake_cli.py")
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from compute_units_dev.collection import install_collection
 from compute_units_dev.hostcheck import Canaries, HostSnapshot
 from compute_units_dev.images import Builder, Registry
 from compute_units_dev.node import Node, boot
@@ -25,11 +25,6 @@ from compute_units_dev.rootfs import RELEASES
 from compute_units_dev.specs import SVC_VARIANTS
 
 REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent  # the venv's ansible-*, python
-COLLECTION_SOURCE = REPO / "ansible/ansible_collections/compute_units/fleet"
-ANSIBLE_BUILD = REPO / "build/ansible"
-COLLECTIONS = ANSIBLE_BUILD / "collections"
-INSTALLED = COLLECTIONS / "ansible_collections/compute_units/fleet"
 
 
 def cu(node: Node, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -103,49 +98,6 @@ def svc_images(builder: Builder, registry: Registry) -> dict[str, Image]:
 @pytest.fixture(scope="session")
 def registry_address(registry: Registry) -> str:
     return registry.address
-
-
-def _newest_source() -> float:
-    return max(
-        p.stat().st_mtime
-        for p in COLLECTION_SOURCE.rglob("*")
-        if p.is_file() and "tests/output" not in str(p)
-    )
-
-
-def install_collection() -> Path:
-    """The collection is built with `ansible-galaxy collection build` and installed into
-    build/ansible/collections once per change of its sources (a stamp records the newest source
-    mtime), so the tests run what ships, not the source tree.
-
-    Build and install the collection if its sources changed since the last install."""
-    stamp = ANSIBLE_BUILD / "installed.stamp"
-    newest = str(_newest_source())
-    if stamp.exists() and stamp.read_text() == newest and INSTALLED.is_dir():
-        return COLLECTIONS
-    ANSIBLE_BUILD.mkdir(parents=True, exist_ok=True)
-    galaxy = str(BIN / "ansible-galaxy")
-    subprocess.run(
-        [
-            galaxy,
-            "collection",
-            "build",
-            str(COLLECTION_SOURCE),
-            "--output-path",
-            str(ANSIBLE_BUILD),
-            "--force",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    tarball = ANSIBLE_BUILD / "compute_units-fleet-0.1.0.tar.gz"
-    subprocess.run(
-        [galaxy, "collection", "install", "--force", "-p", str(COLLECTIONS), str(tarball)],
-        check=True,
-        capture_output=True,
-    )
-    stamp.write_text(newest)
-    return COLLECTIONS
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from compute_units_dev.collection import BIN
 from compute_units_dev.hostcheck import HostSnapshot
 from compute_units_dev.node import Node, boot
-from tests.harness.fixtures import BIN
 
 
 @pytest.fixture(scope="module")

@@ -189,6 +189,7 @@ def test_doctor_reports_each_check(node: Node, svc: dict[str, Image], registry_a
         "status": "ok",
         "message": f"answers podman for {registry_address}/cu-test/svc",
         "fix": "",
+        "fixed": False,
     }
     node.write_file("/etc/compute-units/services/far.yaml", "image: 127.0.0.1:9/nowhere/x:1\n")
     try:
@@ -219,7 +220,9 @@ def test_doctor_fix_stops_host_libvirt_and_starts_machined(node: Node, svc: dict
             "status": "ok",
             "message": "stopped and masked now",
             "fix": "",
+            "fixed": True,
         }
+        assert json.loads(fixed.stdout)["fixed"] == ["host libvirtd.service", "systemd-machined"]
         assert after["systemd-machined"]["message"] == "started now"
         assert node.show("libvirtd.service", "LoadState")["LoadState"] == "masked"
         assert node.show("systemd-machined.service", "ActiveState")["ActiveState"] == "active"

@@ -381,3 +381,28 @@ Renderer = Callable[[Any, str | None], str]
 def render_pin(service: Any, pin: str | None) -> str:
     """The fake unit text is just the reference it runs (the spec's image when unpinned)."""
     return pin or str(service.image)
+
+
+class FakeImages:
+    """An image store for `prune` (compute_units.prune.ImageStore): the world's images plus extras."""
+
+    def __init__(self, world: FakeWorld, repository: str, extra: Sequence[Any] = ()) -> None:
+        from compute_units.prune import LocalImage
+
+        running = {ref.rsplit("@", 1)[-1] for ref in world.running.values()}
+        self.store: list[LocalImage] = [
+            LocalImage(digest, (), (f"{repository}@{digest}",), int(digest in running), 1_000_000)
+            for digest in sorted(world.images)
+        ]
+        self.store += list(extra)
+        self.removed: list[str] = []
+        self.fail: dict[str, str] = {}  # image id -> podman's error
+
+    def images(self) -> list[Any]:
+        return list(self.store)
+
+    def remove(self, image_id: str) -> None:
+        if image_id in self.fail:
+            raise CommandError(["podman", "rmi", image_id], 2, "", self.fail[image_id])
+        self.removed.append(image_id)
+        self.store = [i for i in self.store if i.id != image_id]

@@ -207,6 +207,19 @@ def test_a_guest_that_is_paused_afterwards_fails_the_post_check(world: FakeWorld
     assert store.entries[-1]["vm_check"] == ["guest tiny is paused (was running)"]
 
 
+def test_the_report_gives_the_guests_kept_figure(world: FakeWorld) -> None:
+    store, services = FakeStore(world), service(keeps_vms=True)
+    world.qemu = [Process(77, "qemu-system-x86", "/machine.slice/m.scope", 5)]
+    world.guests = {"tiny": "running", "idle": "shut off"}
+    report = engine(world, store, services).upgrade(svc(services), f"{REG}:v2")
+    assert report.as_dict()["guests"] == {"running_before": 1, "running_after": 1, "kept": 1}
+    world.guests_after_restart = {"tiny": "paused", "idle": "shut off"}
+    with pytest.raises(RolledBack):
+        engine(world, store, services).upgrade(svc(services), f"{REG}:v3")
+    assert store.entries[-1]["guests"] == {"running_before": 1, "running_after": 0, "kept": 1}
+    assert engine(world, store, service()).upgrade(svc(service()), f"{REG}:v1").as_dict()["guests"] is None
+
+
 def test_a_rollback_is_post_checked_too(world: FakeWorld) -> None:
     store, services = FakeStore(world), service(keeps_vms=True)
     world.qemu = [Process(77, "qemu-system-x86", "/machine.slice/m.scope", 5)]
@@ -400,3 +413,13 @@ def test_a_rollback_of_a_disruptive_service_is_refused_without_consent(world: Fa
         engine(world, store, services).upgrade(vswitchd, f"{OVS}:v1@{D1}", kind="rollback")
     assert refused.value.message.startswith("refusing to rollback ovs-vswitchd: ovs-vswitchd is disruptive")
     assert world.running["ovs-vswitchd.service"] == f"{OVS}:v2@{D2}"
+
+
+def test_a_pull_of_a_tag_that_resolves_to_what_runs_or_was_pulled_is_nothing_new(world: FakeWorld) -> None:
+    store, services = FakeStore(world), service()
+    up = engine(world, store, services)
+    assert up.prepull(svc(services)) == (f"{REG}:v1@{D1}", True, "the spec's image")  # not pinned yet
+    assert up.prepull(svc(services)) == (f"{REG}:v1@{D1}", False, "the spec's image")  # pulled before
+    up.upgrade(svc(services), f"{REG}:v2")
+    assert up.prepull(svc(services), f"{REG}:v2")[1] is False  # runs it
+    assert up.prepull(svc(services), f"{REG}:v3")[1] is True
