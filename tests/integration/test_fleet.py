@@ -10,7 +10,7 @@ image on a host of the second batch → the fix, re-run.
 The fleet is made of bookworm nodes, whatever CU_RELEASES says (the test is not parametrised by
 release, so it neither runs twice nor skips): it proves the Ansible side (batches, halting, the
 report, re-runs) on real nodes; each release's own behaviour is proven by the single-node suites.
-Twenty trixie nodes would double its time (and the host's inotify instances do not suffice).
+Running it on both releases would double its 6-minute run.
 """
 
 from __future__ import annotations
