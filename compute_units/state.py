@@ -4,8 +4,8 @@ state.json    {"version": 1, "services": {NAME: ServiceState fields}} — what e
               to and the upgrade in flight, if any; every write is atomic (temp file, fsync, rename),
               so a crash or a full disk leaves the old file or the new one, never half of one.
 history.jsonl one JSON object per finished upgrade or rollback, appended: service, kind, result,
-              from, to, note, undoes, failed_step, reason, steps, vm_check, time, duration_ms
-              (upgrade.Report without its VM snapshots)
+              from, to, note, undoes, failed_step, reason, steps, vm_check, guests, time, duration_ms
+              (upgrade.Report without its VM snapshots; guests: running before, after, kept)
 upgrade.lock  flock()ed by the running upgrade; holds "PID HH:MM:SS activity" (the service and its
               step) for whoever waits
 

@@ -93,7 +93,7 @@ def test_a_missing_module_fails_with_its_fix(world: FakeWorld, services: Service
 def test_fix_loads_and_persists_a_module(world: FakeWorld, services: ServiceSet) -> None:
     world.missing_modules = {"ebtables"}
     assert findings(world, services, fix=True)["module ebtables"] == Finding(
-        "module ebtables", "ok", f"loaded now and persisted in {MODULES_LOAD}"
+        "module ebtables", "ok", f"loaded now and persisted in {MODULES_LOAD}", fixed=True
     )
     assert "modprobe ebtables" in world.log
 
@@ -122,7 +122,7 @@ def test_a_running_host_libvirt_fails_and_fix_stops_and_masks_it(
         "systemctl disable --now libvirtd.service && systemctl mask libvirtd.service (or doctor --fix)",
     )
     fixed = findings(world, services, fix=True)["host libvirtd.service"]
-    assert fixed == Finding("host libvirtd.service", "ok", "stopped and masked now")
+    assert fixed == Finding("host libvirtd.service", "ok", "stopped and masked now", fixed=True)
     assert [e for e in world.log if "libvirtd" in e] == ["stop libvirtd.service", "mask libvirtd.service"]
 
 
@@ -148,7 +148,7 @@ def test_machined_inactive_fails_and_fix_starts_it(world: FakeWorld, services: S
         "apt/dnf install systemd-container; systemctl unmask --now systemd-machined",
     )
     assert findings(world, services, fix=True)["systemd-machined"] == Finding(
-        "systemd-machined", "ok", "started now"
+        "systemd-machined", "ok", "started now", fixed=True
     )
     assert "start systemd-machined.service" in world.log
 
@@ -367,6 +367,7 @@ def test_repair_rebuilds_a_broken_state_from_what_runs(world: FakeWorld, service
             "ok",
             f"rebuilt from what runs (svc {REG}:v1@{D1}); was: /var/lib/compute-units/state.json: not "
             f"valid JSON (JSONDecodeError); old file kept as /var/lib/compute-units/{aside}",
+            fixed=True,
         )
     ]
     assert world.log == [f"set aside {aside}"]
