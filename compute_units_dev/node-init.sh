@@ -3,7 +3,8 @@
 # $1 = node directory, $2 = hostname, $3 = the project checkout, bound in at the same path (live,
 # and visible even when it lies under /tmp, which the node replaces with its own), $4 = the root
 # filesystem (the overlay's read-only lowerdir), $5 = cgroup layout: hybrid (v1 controllers +
-# cgroup2, as Debian 12) or unified (cgroup2 alone, as RHEL 10).
+# cgroup2, as Debian 12) or unified (cgroup2 alone, as RHEL 10), $6 = where the node's entry points
+# import the checkout from (outside /tmp).
 # Mounts only inside this (private) mount namespace; see shared/docs/sandbox-node.md.
 set -eu
 N=$1
@@ -50,8 +51,11 @@ mount -t tmpfs -o mode=1777 tmpfs "$R/var/tmp"
 mkdir -p "$R/var/lib/containers" "$R/var/lib/libvirt"
 mount --bind "$N/storage" "$R/var/lib/containers"   # overlay storage cannot stack on an overlay root
 mount --bind "$N/libvirt-lib" "$R/var/lib/libvirt"
-mkdir -p "$R$3"
+mkdir -p "$R$3" "$R$6"
 mount --bind "$3" "$R$3"
+# and at $6, a path outside /tmp for the node's entry points: systemd >= 254 runs generators with
+# a private /tmp, in which a checkout under /tmp (fresh clones, CI) does not exist
+mount --bind "$3" "$R$6"
 hostname "$2"
 cd "$R"
 mkdir -p .oldroot

@@ -124,6 +124,8 @@ ENTRY_POINTS = {
 }
 GENERATOR = "/usr/local/bin/compute-units-generator"
 NODE_EXTRAS = "/usr/local/lib/compute-units-python"  # PYPI_EXTRAS inside the node
+# the checkout again, outside /tmp, for the entry points: generators get a private /tmp (systemd >= 254)
+NODE_CHECKOUT = "/usr/local/lib/compute-units-checkout"
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 SANDBOX_TARGET = """[Unit]
@@ -310,7 +312,7 @@ def _write_config(upper: Path, release: str, hostname: str) -> None:
     bin_dir = upper / "usr/local/bin"
     bin_dir.mkdir(parents=True)
     extras = python_extras(release)
-    paths = [str(REPO)]
+    paths = [NODE_CHECKOUT]
     if extras:
         # a copy in the node's own tree: build/node-python may be a symlink to a shared cache
         # outside the checkout, which is the only host directory a node sees
@@ -384,7 +386,15 @@ def boot(
         "--propagation",
         "private",
     ]
-    init = [str(NODE_INIT), str(directory), hostname, str(REPO), str(lower), cgroup_layout(release)]
+    init = [
+        str(NODE_INIT),
+        str(directory),
+        hostname,
+        str(REPO),
+        str(lower),
+        cgroup_layout(release),
+        NODE_CHECKOUT,
+    ]
     console = open(directory / "console.log", "wb")  # noqa: SIM115 - owned by the node's lifetime
     launcher = subprocess.Popen(
         ["sh", "-c", join, "join", *unshare, *init],
