@@ -26,7 +26,7 @@ import pytest
 import typer.core
 import typer.main
 
-from compute_units import __version__
+from compute_units import __version__, facts
 from compute_units.cli import app
 from compute_units.errors import ExitCode
 
@@ -282,10 +282,28 @@ def test_installed_cli_without_secrets_is_exit_2(installed: Installed, tmp_path:
     assert "secrets" in result.stderr
 
 
+def pulled(root: Path, podman_version: str, images: Mapping[str, tuple[list[str], list[str]]]) -> None:
+    """What a host has once podman is installed and `compute-units pull` ran: a podman binary and
+    the facts record (podman's version; for podman < 5.3, the images' ENTRYPOINT and CMD). The
+    generator under COMPUTE_UNITS_ROOT never runs podman: it reads the record, as at boot."""
+    podman = root / facts.PODMAN.lstrip("/")
+    podman.parent.mkdir(parents=True, exist_ok=True)
+    podman.write_text("#!/bin/sh\nexit 1\n")
+    podman.chmod(0o755)
+    probe = facts.Probe(lambda: f"podman version {podman_version}", lambda refs: {r: images[r] for r in refs})
+    recorder = facts.Recorder(root, probe, str(podman))
+    recorder.podman_version()
+    recorder.image_configs(list(images), ask_first=True)
+    recorder.save()
+
+
 def test_installed_generator(configured: Installed, tmp_path: Path) -> None:
     normal, early, late = (tmp_path / d for d in ("normal", "early", "late"))
     for directory in (normal, early, late):
         directory.mkdir()
+    kolla = (["dumb-init", "--single-child", "--"], ["kolla_start"])
+    images = {f"127.0.0.1:5000/compute/{name}:2024.1": kolla for name in ("nova-compute", "nova-network")}
+    pulled(configured.root, "4.9.4", images)  # the examples with secrets
     result = configured.run(GENERATOR, normal, early, late, COMPUTE_UNITS_ROOT=str(configured.root))
     assert "generated 3 service(s)" in result.stderr
     units = {p.relative_to(normal).as_posix() for p in normal.rglob("*")}
@@ -298,6 +316,10 @@ def test_installed_generator(configured: Installed, tmp_path: Path) -> None:
         assert unit in units
     assert (normal / "multi-user.target.wants" / "compute-node.target").exists()
     assert "127.0.0.1:5000/compute/nova-libvirt:2024.1" in (normal / "nova-libvirt.service").read_text()
+    # podman 4.9: the recorded ENTRYPOINT runs after the secrets loader
+    compute = (normal / "nova-compute.service").read_text()
+    assert "\n# Secrets: loader (" in compute
+    assert r"\"compute-units-secrets\",\"dumb-init\",\"--single-child\",\"--\"]" in compute
     assert not any(early.iterdir()) and not any(late.iterdir())
 
 
