@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import NotRootError
 from .names import MARKER
@@ -48,7 +48,8 @@ def lifecycle(
         chosen = [s for s in services if s.name in wanted]
     units = [s.unit for s in chosen]
     if verb == "stop":
-        units.reverse()
+        # a socket left listening would start the service again at the next client: stop it first
+        units = [u for s in chosen for u in s.socket_units] + units[::-1]
     with Systemd.connect() as systemd:
         systemd.require_loaded(units)
         return systemd.run_jobs(verb, units, timeout=timeout, settle=settle)
@@ -78,8 +79,19 @@ def lifecycle_by_units(
                             units.append(dependent)
                             queue.append(dependent)
         if verb == "stop":
-            units.reverse()
+            units = _held_sockets(systemd, units, props) + units[::-1]
         return systemd.run_jobs(verb, units, timeout=timeout, settle=settle)
+
+
+def _held_sockets(systemd: Systemd, units: Sequence[str], props: dict[str, dict[bytes, Any]]) -> list[str]:
+    """The socket units of ours that `units` require (`sockets:`): stopped before the services, or
+    the next client would start a stopped service again."""
+    sockets: list[str] = []
+    for unit in units:
+        for name in map(text, props[unit].get(b"Requires", [])):
+            if name.endswith(".socket") and name not in sockets and _is_ours(systemd.unit_properties(name)):
+                sockets.append(name)
+    return sockets
 
 
 def _is_ours(unit_properties: dict[bytes, object]) -> bool:

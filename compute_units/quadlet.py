@@ -241,6 +241,16 @@ def _limits(service: Service, podman_args: Sequence[str], native: bool) -> list[
         limits.append(
             "preflight checks (kernel modules, inactive host units, paths) run only in compute-units"
         )
+    if service.sockets:
+        limits.append(
+            f"sockets: Quadlet makes no socket units; Requires=/After= name {', '.join(service.socket_units)}: "
+            "install them from `compute-units generate --output-dir DIR`"
+            + (
+                "; LISTEN_PID is set by a /bin/sh entrypoint, passed with PodmanArgs=--entrypoint="
+                if render.needs_listen_pid(service)
+                else ""
+            )
+        )
     if service.requires:
         deps = ", ".join(f"{d}.service" for d in service.requires)
         limits.append(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -100,6 +100,7 @@ Progress = Callable[[str], None]
 # for people at a terminal: a context in which podman may draw its own pull progress on stderr
 PullDisplay = Callable[[], AbstractContextManager[None]]
 RenderUnit = Callable[[Service, str | None], str]
+RenderSockets = Callable[[Service], Mapping[str, str]]  # the service's .socket units (sockets:)
 
 
 class Upgrader:
@@ -114,10 +115,12 @@ class Upgrader:
         progress: Progress = lambda message: None,
         pull_display: PullDisplay | None = None,
         pull_timeout: float = DEFAULT_PULL_TIMEOUT_S,
+        render_sockets: RenderSockets = lambda service: {},
     ) -> None:
         self.fx = fx
         self.services = services
         self.render_unit = render_unit
+        self.render_sockets = render_sockets
         self.progress = progress
         self.pull_display = pull_display
         self.pull_timeout = pull_timeout
@@ -392,12 +395,14 @@ class Upgrader:
         return problems
 
     def pin(self, service: Service, reference: str | None) -> None:
-        """Write this service's unit (only this one) with `reference` and daemon-reload.
-
-        Units made by the generator are not written: it reads the pin from state.json at reload.
-        """
+        """Write this service's unit (only this one, and its socket units) with `reference` and
+        daemon-reload. Units made by the generator are not written: it reads the pin from
+        state.json at reload. The restart keeps the sockets open (restart jobs start what a unit
+        Requires=, never restart it)."""
         if not self.fx.systemd.fragment_path(service.unit).startswith(GENERATOR_DIRS):
-            self.fx.units.write({service.unit: self.render_unit(service, reference)})
+            self.fx.units.write(
+                {service.unit: self.render_unit(service, reference), **self.render_sockets(service)}
+            )
         self.fx.systemd.reload()
 
     def restart(self, service: Service) -> str:
@@ -451,6 +456,12 @@ class Upgrader:
         Every try of the health command is bounded by `timeout`; the message gives the real time.
         """
         for svc in [service, *self.services.dependents(service.name)]:
+            for name in svc.socket_units:  # clients wait in these while the service restarts
+                if (st := self.fx.systemd.state(name)).active_state != "active":
+                    raise StepFailed(
+                        "health",
+                        f"{name} is {st.active_state}/{st.sub_state}: {svc.name}'s socket is not held",
+                    )
             self._gate_one(svc)
 
     def _gate_one(self, svc: Service) -> None:

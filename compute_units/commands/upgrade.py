@@ -126,6 +126,7 @@ def run_upgrades(
             progress_reporter(not as_json) as (progress, pull_display),
         ):
             fx = effects.real(systemd, store, UNIT_DIR)
+            env = render.make_environment(options.template_dirs)
             fx.interrupted = guard.interrupted
 
             def tell(message: str) -> None:
@@ -139,6 +140,7 @@ def run_upgrades(
                 progress=tell,
                 pull_display=pull_display,
                 pull_timeout=pull_timeout,
+                render_sockets=lambda service: render.render_sockets(service, env),
             )
             for service in chosen:
                 try:

@@ -24,6 +24,12 @@ from .values import (
     did_you_mean,
 )
 
+ENTRYPOINT_HINTS = {
+    "secrets": "secrets are loaded by compute-units' own entrypoint; put the program in command:",
+    "sockets": "in the host PID namespace compute-units' own entrypoint sets LISTEN_PID; "
+    "put the program in command:",
+}
+
 
 class SectionChecker(NodeChecker):
     """Checks the sections of a spec that have structure of their own."""
@@ -326,7 +332,9 @@ class SectionChecker(NodeChecker):
                     paths.append(path)
         return Preflight(tuple(modules), tuple(units), tuple(paths))
 
-    def podman_args(self, f: Field | None, namespaces: list[str], has_secrets: bool) -> list[str]:
+    def podman_args(self, f: Field | None, namespaces: list[str], entrypoint_owner: str | None) -> list[str]:
+        """`entrypoint_owner`: the key ("secrets", "sockets") for which compute-units sets
+        --entrypoint itself, if any."""
         if f is None:
             return []
         result: list[str] = []
@@ -347,12 +355,12 @@ class SectionChecker(NodeChecker):
             if option in ("--label", "-l") and value.split("=", 1)[-1].startswith("compute-units."):
                 self.error(node, key, "labels compute-units.* are set by compute-units")
                 continue
-            if option == "--entrypoint" and has_secrets:
+            if option == "--entrypoint" and entrypoint_owner is not None:
                 self.error(
                     node,
                     key,
-                    "--entrypoint cannot be combined with secrets",
-                    "secrets are loaded by compute-units' own entrypoint; put the program in command:",
+                    f"--entrypoint cannot be combined with {entrypoint_owner}",
+                    ENTRYPOINT_HINTS[entrypoint_owner],
                 )
                 continue
             if option == "--init" and "pid" in namespaces:

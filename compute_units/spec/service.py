@@ -13,6 +13,7 @@ from ..errors import Location
 from ..model import NAMESPACES, RESTART_VALUES, ImageRef, Mount, Service
 from .nodes import Field, kind
 from .sections import SectionChecker
+from .sockets import SocketChecker
 from .values import (
     MAX_DESCRIPTION,
     MAX_EXEC_START,
@@ -24,7 +25,7 @@ from .values import (
 )
 
 
-class ServiceChecker(SectionChecker):
+class ServiceChecker(SectionChecker, SocketChecker):
     """Walks one spec's YAML nodes, builds the Service, and records every problem on the way."""
 
     def service(self, root_node: yaml.Node | None) -> Service | None:
@@ -76,7 +77,18 @@ class ServiceChecker(SectionChecker):
                 "image's ENTRYPOINT and CMD",
             )
         preflight = self.preflight(get("preflight"))
-        podman_args = self.podman_args(get("podman_args"), namespaces, bool(secrets))
+        sockets = self.sockets(get("sockets"), name)
+        shim = sockets and "pid" in namespaces
+        if shim and (sockets_field := get("sockets")) is not None and get("command") is None:
+            self.error(
+                sockets_field.node,
+                "sockets",
+                "sockets of a service in the host PID namespace need command: (the full argv)",
+                "a /bin/sh entrypoint sets LISTEN_PID to the daemon's PID, then runs command:, "
+                "replacing the image's ENTRYPOINT and CMD",
+            )
+        owner = "secrets" if secrets else "sockets" if shim else None
+        podman_args = self.podman_args(get("podman_args"), namespaces, owner)
 
         if name is None or image is None or any(d.severity == "error" for d in self.diagnostics):
             return None
@@ -103,6 +115,7 @@ class ServiceChecker(SectionChecker):
                 keeps_vms=keeps_vms,
                 preflight=preflight,
                 podman_args=tuple(podman_args),
+                sockets=tuple(sockets),
             ),
         )
         return with_hash(service) if service is not None else None
@@ -276,6 +289,7 @@ def with_hash(service: Service) -> Service:
         f.name: getattr(service, f.name)
         for f in fields(service)
         if f.name not in ("source", "location", "spec_hash", "requires_at")
+        and not (f.name == "sockets" and not service.sockets)  # hashes of specs before sockets: kept
     }
     text = json.dumps(payload, default=_jsonable, sort_keys=True)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]

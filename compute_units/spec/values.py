@@ -32,6 +32,7 @@ TOP_KEYS = (
     "keeps_vms",
     "preflight",
     "podman_args",
+    "sockets",
 )
 MOUNT_KEYS = ("source", "target", "read_only", "propagation", "create")
 HEALTH_KEYS = ("command", "interval", "timeout", "start_period", "retries")

@@ -50,6 +50,7 @@ class FakeWorld:
     write_error: OSError | None = None  # the next unit write fails with it
     state_write_error_after: int | None = None  # the store's save fails after N more saves
     stop_outcome: StopOutcome = "exited"
+    closed_sockets: set[str] = field(default_factory=set)  # socket units found inactive
 
     def effects(self, store: FakeStore) -> Effects:
         return Effects(
@@ -102,6 +103,12 @@ class FakeSystemd:
             return unit_state(unit)
         if unit.startswith("libvirtd"):
             return unit_state(unit, "inactive", "not-found")
+        if unit.endswith(".socket"):
+            return (
+                unit_state(unit, "inactive", "dead")
+                if unit in self.world.closed_sockets
+                else unit_state(unit)
+            )
         reference = self.world.running.get(unit)
         if reference is None or reference.rsplit("@", 1)[1] in self.world.crash_digests:
             return unit_state(unit, "failed")

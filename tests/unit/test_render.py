@@ -46,7 +46,7 @@ def generate(specs: Path, root: Path, out: Path, *extra: str) -> None:
 
 def verify(directory: Path) -> None:
     """systemd-analyze verify every unit: exit 0 and not a single warning."""
-    units = sorted(p.name for p in directory.iterdir() if p.suffix in (".service", ".target"))
+    units = sorted(p.name for p in directory.iterdir() if p.suffix in (".service", ".socket", ".target"))
     proc = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", *(f"./{u}" for u in units)],
         cwd=directory,
@@ -67,6 +67,9 @@ def test_seed_example_matches_golden_units(tmp_path: Path, root: Path) -> None:
     assert sorted(produced) == [
         TARGET_NAME,
         "nova-compute.service",
+        "nova-libvirt-libvirtd-admin.socket",
+        "nova-libvirt-libvirtd-ro.socket",
+        "nova-libvirt-libvirtd.socket",
         "nova-libvirt.service",
         "nova-network.service",
     ]
@@ -143,7 +146,7 @@ def test_service_unit_decides_every_line(root: Path) -> None:
     assert libvirt.section("Unit").values("Wants") == ["network-online.target", "systemd-machined.service"]
     target = render.target_unit(services)
     assert target.text == text[TARGET_NAME]
-    assert target.section("Unit").values("Wants") == [s.unit for s in services]
+    assert target.section("Unit").values("Wants") == [s.unit for s in services] + keeps_vms.socket_units
 
 
 TRICKY = [
@@ -239,18 +242,29 @@ def test_overrides_written_before_the_unit_model_still_work(tmp_path: Path, root
     generate(EXAMPLES, root, out, "--templates", str(templates))
     for name in ("nova-compute.service", "nova-libvirt.service", "nova-network.service"):
         alias = f"Alias={name.removesuffix('.service')}-alias.service"
-        assert (out / name).read_text() == golden(name).replace("[Install]\n", f"[Install]\n{alias}\n")
-    assert (out / TARGET_NAME).read_text() == golden(TARGET_NAME)
-    # every variable they use still has its old value: unchanged, they print the very same units
+        expected = without_socket_ties(golden(name)).replace("[Install]\n", f"[Install]\n{alias}\n")
+        assert (out / name).read_text() == expected
+    assert (out / TARGET_NAME).read_text() == without_socket_ties(golden(TARGET_NAME))
+    # every variable they use still has its old value: unchanged, they print the very same units,
+    # except what came after them (sockets: Requires=/After=/Wants= of socket units)
     (templates / "service.j2").write_text(old)
     generate(EXAMPLES, root, out)
-    builtin = {p.name: p.read_text() for p in out.iterdir() if p.is_file()}
+    builtin = {p.name: without_socket_ties(p.read_text()) for p in out.iterdir() if p.is_file()}
     generate(EXAMPLES, root, out, "--templates", str(templates))
     assert {p.name: p.read_text() for p in out.iterdir() if p.is_file()} == builtin
     services, _ = spec.load(spec.discover([EXAMPLES]), root=root)
     pinned = render.RenderOptions(pins={"nova-libvirt": "r.example/libvirt@sha256:1"}, start_limit_burst=3)
-    assert render.render_all(services, pinned) == render.render_all(
-        services, dataclasses.replace(pinned, template_dirs=(templates,))
+    builtin = {n: without_socket_ties(t) for n, t in render.render_all(services, pinned).items()}
+    assert builtin == render.render_all(services, dataclasses.replace(pinned, template_dirs=(templates,)))
+
+
+def without_socket_ties(text: str) -> str:
+    """A unit without its Requires=/After=/Wants= lines for socket units (templates older than
+    sockets: print none, so with them nothing starts the socket units: site templates must add them)."""
+    return "".join(
+        line
+        for line in text.splitlines(keepends=True)
+        if not (line.startswith(("Requires=", "After=", "Wants=")) and line.rstrip().endswith(".socket"))
     )
 
 
@@ -363,3 +377,90 @@ def test_random_valid_specs_render_units_that_verify(
             for a in render.podman_run_argv(service, str(service.image))
         ]
         assert parse_exec(units[service.unit], "ExecStart", service.unit) == [expected]
+
+
+SOCKETS_SPEC = """image: 127.0.0.1:5000/x/daemon:1
+command: [/usr/sbin/daemon, --listen]
+host_namespaces: [pid, network]
+secrets: {TOKEN: {podman_secret: token}}
+sockets:
+  - {path: /run/daemon/rw.sock, mode: "660", owner: root, group: "107"}
+  - {port: 16509, name: daemon-tcp.socket}
+  - {port: 8000, address: "::1"}
+  - {port: 8001, address: 127.0.0.1}
+"""
+
+
+def test_sockets_become_socket_units_tied_to_the_service(tmp_path: Path, root: Path) -> None:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "daemon.yaml").write_text(SOCKETS_SPEC)
+    out = tmp_path / "out"
+    generate(specs, root, out)
+    sockets = [
+        "daemon-rw.sock.socket",
+        "daemon-daemon-tcp.socket",
+        "daemon-tcp-8000.socket",
+        "daemon-tcp-8001.socket",
+    ]
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".socket") == sorted(sockets)
+    services, _ = spec.load(spec.discover([specs]), root=root)
+    service = services.get("daemon")
+    assert service is not None and service.socket_units == sockets
+    unit = render.socket_unit(service, service.sockets[0])
+    assert unit.section("Socket").entries[2:] == (
+        ("ListenStream", "/run/daemon/rw.sock"),
+        ("SocketMode", "0660"),
+        ("DirectoryMode", "0755"),
+        ("SocketUser", "root"),
+        ("SocketGroup", "107"),
+        ("FileDescriptorName", "rw.sock"),
+        ("Service", "daemon.service"),
+    )
+    assert unit.section("Unit").values("PartOf") == [TARGET_NAME]  # never the service: restarts keep it
+    listen = [
+        render.socket_unit(service, s).section("Socket").values("ListenStream") for s in service.sockets
+    ]
+    assert listen == [["/run/daemon/rw.sock"], ["16509"], ["[::1]:8000"], ["127.0.0.1:8001"]]
+    names = [
+        render.socket_unit(service, s).section("Socket").values("FileDescriptorName") for s in service.sockets
+    ]
+    assert names == [["rw.sock"], ["daemon-tcp.socket"], ["tcp-8000"], ["tcp-8001"]]
+    text = (out / "daemon.service").read_text()
+    for name in sockets:
+        assert f"Requires={name}\nAfter={name}\n" in text
+        assert f"Wants={name}\n" in (out / TARGET_NAME).read_text()
+    # one entrypoint: the secrets, then LISTEN_PID (the shell's own PID, kept by exec), then command
+    (argv,) = parse_exec(text, "ExecStart", "daemon.service")
+    assert (
+        "--entrypoint="
+        + json_argv(
+            [
+                "/bin/sh",
+                "-c",
+                'TOKEN="$(cat /run/secrets/TOKEN)" && export TOKEN && LISTEN_PID=$$ && export LISTEN_PID && exec "$@"',
+                "compute-units-secrets",
+            ]
+        )
+        in argv
+    )
+    assert argv[-2:] == ["/usr/sbin/daemon", "--listen"]
+    verify(out)
+
+
+def test_sockets_outside_the_host_pid_namespace_need_no_entrypoint(tmp_path: Path, root: Path) -> None:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "daemon.yaml").write_text("image: 127.0.0.1:5000/x/daemon:1\nsockets: [{port: 80}]\n")
+    services, _ = spec.load(spec.discover([specs]), root=root)
+    service = services.get("daemon")
+    assert service is not None
+    # podman's LISTEN_PID=1 is right: the image's entrypoint is the container's PID 1
+    assert not [a for a in render.podman_run_argv(service, "i") if a.startswith("--entrypoint")]
+    assert render.entrypoint_argv(service) is None
+
+
+def json_argv(argv: list[str]) -> str:
+    import json
+
+    return json.dumps(argv, separators=(",", ":"))
