@@ -123,6 +123,7 @@ ENTRY_POINTS = {
     "compute-units-generator": ("compute_units.generator", "main"),
 }
 GENERATOR = "/usr/local/bin/compute-units-generator"
+NODE_EXTRAS = "/usr/local/lib/compute-units-python"  # PYPI_EXTRAS inside the node
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 SANDBOX_TARGET = """[Unit]
@@ -309,7 +310,12 @@ def _write_config(upper: Path, release: str, hostname: str) -> None:
     bin_dir = upper / "usr/local/bin"
     bin_dir.mkdir(parents=True)
     extras = python_extras(release)
-    paths = [str(REPO), *([str(extras)] if extras else [])]
+    paths = [str(REPO)]
+    if extras:
+        # a copy in the node's own tree: build/node-python may be a symlink to a shared cache
+        # outside the checkout, which is the only host directory a node sees
+        shutil.copytree(extras, upper / NODE_EXTRAS.lstrip("/"), symlinks=True)
+        paths.append(NODE_EXTRAS)
     for command, (module, function) in ENTRY_POINTS.items():
         (bin_dir / command).write_text(ENTRY_POINT.format(paths=paths, module=module, function=function))
         (bin_dir / command).chmod(0o755)
