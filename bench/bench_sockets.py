@@ -51,6 +51,7 @@ class Variant:
     name: str
     per_upgrade: list[list[Request]] = field(default_factory=list)
     usable_again: list[float] = field(default_factory=list)  # long-lived client, per break
+    failed_reconnects: int = 0  # long-lived client: connection attempts refused before one answered
     unbroken: int = 0  # upgrades during which the kept connection never broke
     windows: list[float] = field(default_factory=list)  # command start -> both clients answered
 
@@ -94,6 +95,7 @@ class Watch:
         losses = self.kept.losses[losses_before:]
         variant.unbroken += not losses
         variant.usable_again += [loss.usable - loss.detected for loss in losses if loss.usable is not None]
+        variant.failed_reconnects += sum(loss.attempts - 1 for loss in losses)
 
 
 def run_variants(node: Node, reps: int, registry: Registry, refs: dict[str, str]) -> list[Variant]:
@@ -141,13 +143,13 @@ def ms(seconds: float) -> str:
 
 def report(variants: list[Variant], reps: int) -> None:
     print(
-        f"| variant (n={reps} upgrades each) | new connections | refused | dropped | timed out | longest answered request | libvirt back for new connections, median / max | long-lived client usable again, median / max |"
+        f"| variant (n={reps} upgrades each) | new connections | refused | dropped | timed out | longest answered request, median / max | libvirt back for new connections, median / max | long-lived client usable again, median / max |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for v in variants:
         requests = [r for window in v.per_upgrade for r in window]
         count = {o: sum(r.outcome == o for r in requests) for o in ("ok", "refused", "dropped", "timeout")}
-        longest = max((r.seconds for r in requests if r.outcome == "ok"), default=0.0)
+        longest = [max((r.seconds for r in w if r.outcome == "ok"), default=0.0) for w in v.per_upgrade]
         back = [_back(window) for window in v.per_upgrade]
         usable = sorted(v.usable_again)
         usable_text = f"{ms(statistics.median(usable))} / {ms(usable[-1])} ms" if usable else "n/a"
@@ -155,22 +157,23 @@ def report(variants: list[Variant], reps: int) -> None:
             usable_text += f" ({v.unbroken} upgrades did not break it)"
         print(
             f"| {v.name} | {len(requests)} | {count['refused']} | {count['dropped']} | {count['timeout']} "
-            f"| {ms(longest)} ms | {ms(statistics.median(back))} / {ms(max(back))} ms | {usable_text} |"
+            f"| {ms(statistics.median(longest))} / {ms(max(longest))} ms | {ms(statistics.median(back))} / {ms(max(back))} ms | {usable_text} "
+            f"| {v.failed_reconnects} |"
         )
 
 
 def _back(window: list[Request], slow: float = 0.05) -> float:
-    """How long new connections were not served promptly during one upgrade: from the start of the
-    first request that failed or waited more than `slow` s to the answer of the first request
-    answered promptly after it (0 when none failed or waited)."""
-    first_bad: Request | None = None
+    """How long new connections were not served promptly during one upgrade: the longest stretch
+    from the start of a request that failed or waited more than `slow` s to the answer of the next
+    request answered promptly (0 when none failed or waited)."""
+    longest, first_bad = 0.0, None
     for r in window:
-        bad = r.outcome != "ok" or r.seconds > slow
-        if bad and first_bad is None:
-            first_bad = r
-        elif not bad and first_bad is not None:
-            return r.started + r.seconds - first_bad.started
-    return 0.0
+        if r.outcome != "ok" or r.seconds > slow:
+            first_bad = first_bad or r
+        elif first_bad is not None:
+            longest = max(longest, r.started + r.seconds - first_bad.started)
+            first_bad = None
+    return longest
 
 
 def main() -> None:
