@@ -748,6 +748,18 @@ CASES: list[tuple[str, dict[str, str], list[str]]] = [
         ],
     ),
     (
+        "socket-shared-by-two-services",
+        {
+            "a.yaml": IMG + "sockets: [{path: /run/x.sock}]\n",
+            "b.yaml": IMG + "sockets: [{path: /run/x.sock}]\n",
+        },
+        [
+            "{dir}/b.yaml:1:1: sockets: '/run/x.sock' is also a socket of service 'a' (defined at {dir}/a.yaml:1:1)",
+            "    hint: one owner per socket: systemd can pass it to one service only",
+            "compute-units: 1 error(s); nothing was written.",
+        ],
+    ),
+    (
         "sockets-in-host-pid-need-command",
         {"svc.yaml": IMG + "host_namespaces: [pid]\nsockets: [{port: 80}]\npodman_args: [--entrypoint=/x]\n"},
         [
