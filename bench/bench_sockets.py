@@ -143,37 +143,22 @@ def ms(seconds: float) -> str:
 
 def report(variants: list[Variant], reps: int) -> None:
     print(
-        f"| variant (n={reps} upgrades each) | new connections | refused | dropped | timed out | longest answered request, median / max | libvirt back for new connections, median / max | long-lived client usable again, median / max |"
+        f"| variant (n={reps} upgrades each) | new connections | refused | dropped | timed out | longest answered request, median / max | long-lived client usable again, median / max | its failed reconnects |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for v in variants:
         requests = [r for window in v.per_upgrade for r in window]
         count = {o: sum(r.outcome == o for r in requests) for o in ("ok", "refused", "dropped", "timeout")}
         longest = [max((r.seconds for r in w if r.outcome == "ok"), default=0.0) for w in v.per_upgrade]
-        back = [_back(window) for window in v.per_upgrade]
         usable = sorted(v.usable_again)
         usable_text = f"{ms(statistics.median(usable))} / {ms(usable[-1])} ms" if usable else "n/a"
         if v.unbroken:
             usable_text += f" ({v.unbroken} upgrades did not break it)"
         print(
             f"| {v.name} | {len(requests)} | {count['refused']} | {count['dropped']} | {count['timeout']} "
-            f"| {ms(statistics.median(longest))} / {ms(max(longest))} ms | {ms(statistics.median(back))} / {ms(max(back))} ms | {usable_text} "
+            f"| {ms(statistics.median(longest))} / {ms(max(longest))} ms | {usable_text} "
             f"| {v.failed_reconnects} |"
         )
-
-
-def _back(window: list[Request], slow: float = 0.05) -> float:
-    """How long new connections were not served promptly during one upgrade: the longest stretch
-    from the start of a request that failed or waited more than `slow` s to the answer of the next
-    request answered promptly (0 when none failed or waited)."""
-    longest, first_bad = 0.0, None
-    for r in window:
-        if r.outcome != "ok" or r.seconds > slow:
-            first_bad = first_bad or r
-        elif first_bad is not None:
-            longest = max(longest, r.started + r.seconds - first_bad.started)
-            first_bad = None
-    return longest
 
 
 def main() -> None:
