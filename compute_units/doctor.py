@@ -318,11 +318,25 @@ def run_checks(services: ServiceSet, *, fix: bool, store: Store, run: Run = runn
         if p != "/dev/kvm"
     ]
     findings += check_mounts(services)
+    findings += check_disruptive(services)
     findings += check_tools()
     findings.append(check_storage(services, run))
     findings += check_registries(services, run)
     findings += check_state(store)
     return findings
+
+
+def check_disruptive(services: ServiceSet) -> list[Finding]:
+    """Not a fault: says which services restart, upgrade and apply leave alone without consent."""
+    return [
+        Finding(
+            f"disruptive {s.name}",
+            "ok",
+            f"{s.disruptive}: restart, upgrade and apply refuse to restart it without --allow-disruptive",
+        )
+        for s in services
+        if s.disruptive is not None
+    ]
 
 
 def check_running(systemd: Systemd, services: ServiceSet, store: Store) -> list[Finding]:

@@ -12,18 +12,23 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 TYPE_CHECKING = False  # not typing's: importing typing would cost every boot a few ms
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+    from pathlib import Path
 
     from .unitfile import Unit
 
 
 def log(message: str) -> None:
     """To stderr, which systemd sends to the journal for generators; also kmsg when stderr is not a tty."""
-    sys.stderr.write(f"compute-units-generator: {message}\n")
+    line = f"compute-units-generator: {message}\n"
+    _LOGGED.append(line)
+    sys.stderr.write(line)
+
+
+_LOGGED: list[str] = []  # this run's log lines, for the cache
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,15 +36,36 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) not in (1, 3):
         log("usage: compute-units-generator NORMAL_DIR [EARLY_DIR LATE_DIR]")
         return 2
-    normal_dir = Path(args[0])
+    root = os.environ.get("COMPUTE_UNITS_ROOT", "/")
     try:
-        return generate_into(normal_dir, Path(os.environ.get("COMPUTE_UNITS_ROOT", "/")))
+        return _generate(args[0], root)
     except Exception as exc:  # a bug must not hide the other generators' output
         log(f"internal error, no units generated: {exc!r}")
         return 1
 
 
-def generate_into(normal_dir: Path, root: Path) -> int:
+def _generate(normal_dir: str, root: str) -> int:
+    """From the cache when every input is as in the last clean run (gencache), else in full."""
+    from . import gencache
+
+    fresh = os.path.isdir(normal_dir) and not os.listdir(normal_dir)  # as systemd hands it over
+    if fresh and (entry := gencache.load(root)) is not None:
+        gencache.write_tree(normal_dir, entry["tree"])  # type: ignore[arg-type]
+        sys.stderr.write("".join(entry["log"]))  # type: ignore[arg-type]
+        return 0
+    from pathlib import Path
+
+    stamp = gencache.inputs(root)  # before reading: a change during the run misses next time
+    record: dict[str, list[str]] = {}
+    code = generate_into(Path(normal_dir), Path(root), record)
+    if fresh and code == 0 and "secrets" in record:
+        gencache.store(root, stamp, record["secrets"], gencache.read_tree(normal_dir), _LOGGED)
+    return code
+
+
+def generate_into(normal_dir: Path, root: Path, record: dict[str, list[str]] | None = None) -> int:
+    """The full path; a run without errors puts the secret files the specs name (inputs the cache
+    must check) into `record["secrets"]`."""
     from collections import Counter
 
     from . import install, render, spec
@@ -52,6 +78,9 @@ def generate_into(normal_dir: Path, root: Path) -> int:
         log(diagnostic.format())
     for path in skipped:
         log(f"skipped {path}: fix the errors above and run `systemctl daemon-reload`")
+    if record is not None and not errors:
+        files = [str(root / str(s.file).lstrip("/")) for v in services.services for s in v.secrets if s.file]
+        record["secrets"] = files
     units: dict[str, str] = {}
     if services.services:
         site = root / "etc/compute-units/templates"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,8 +67,20 @@ def inspect_container(ref: str) -> Container | None:
         pid=int(state.get("Pid") or 0),
         health=str(health.get("Status", "")),
         started_at=str(state.get("StartedAt", "")),
-        stop_signal=int(c.get("Config", {}).get("StopSignal") or 15),
+        stop_signal=signal_number(c.get("Config", {}).get("StopSignal")),
     )
+
+
+def signal_number(value: object) -> int:
+    """A container's stop signal: podman 4.3 inspects it as a number, podman 5 as "SIGTERM"."""
+    if isinstance(value, int):
+        return value
+    text = str(value or "").strip()
+    if text.isdigit():
+        return int(text)
+    name = text.upper() if text.upper().startswith("SIG") else f"SIG{text.upper()}"
+    known = signal.Signals.__members__.get(name)
+    return int(known) if known is not None else int(signal.SIGTERM)
 
 
 def repository_of(reference: str) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 import jinja2
 
 from . import __version__, options
+from .disruptive import UNIT_KEY as DISRUPTIVE_KEY
 from .errors import UsageError
 from .model import NAMESPACES, Service, ServiceSet, Socket, socket_unit_name
 from .names import MARKER, TARGET_NAME
@@ -258,6 +259,8 @@ def _unit_entries(service: Service, image: str, options: RenderOptions) -> list[
         ("X-ComputeUnits-Spec-Hash", service.spec_hash),
         ("X-ComputeUnits-Image", unit_value(image)),
     ]
+    if service.disruptive is not None:
+        entries.append((DISRUPTIVE_KEY, unit_value(service.disruptive)))
     return entries
 
 

@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import vms
+from . import disruptive, vms
 from .effects import Effects
 from .errors import CommandError, ComputeUnitsError, ExitCode
 from .model import Service, ServiceSet
@@ -115,9 +115,11 @@ class Upgrader:
         progress: Progress = lambda message: None,
         pull_display: PullDisplay | None = None,
         pull_timeout: float = DEFAULT_PULL_TIMEOUT_S,
+        allow_disruptive: bool = False,
         render_sockets: RenderSockets = lambda service: {},
     ) -> None:
         self.fx = fx
+        self.allow_disruptive = allow_disruptive
         self.services = services
         self.render_unit = render_unit
         self.render_sockets = render_sockets
@@ -156,6 +158,8 @@ class Upgrader:
             return report
         self._stop_if_interrupted(report, "before anything was changed")
         with self._step(report, "preflight"):
+            if not resume:  # a resumed upgrade was allowed when it began
+                self._refuse_disruptive(service, report)
             snapshot = self.preflight(service)
         if not resume:
             self._stop_if_interrupted(report, "before anything was changed")
@@ -295,7 +299,8 @@ class Upgrader:
         except ComputeUnitsError as exc:
             step.ms, step.ok, step.detail = self._ms(started), False, exc.message
             report.steps.append(step)
-            report.result, report.failed_step, report.reason = "failed", name, exc.message
+            result = "refused" if isinstance(exc, disruptive.DisruptiveRefused) else "failed"
+            report.result, report.failed_step, report.reason = result, name, exc.message
             raise
         except Exception as exc:
             step.ms, step.ok, step.detail = self._ms(started), False, _describe(exc)
@@ -368,6 +373,16 @@ class Upgrader:
                 f"{service.name}: refusing to restart: " + "; ".join(problems) + "; nothing was changed"
             )
         return snapshot
+
+    def _refuse_disruptive(self, service: Service, report: Report) -> None:
+        def running(unit: str) -> bool:
+            return self.fx.systemd.state(unit).active_state not in ("inactive", "failed")
+
+        disruptive.check(
+            f"{report.kind} {service.name}",
+            disruptive.in_restart(self.services, [service.name], running),
+            self.allow_disruptive,
+        )
 
     def _vm_safety(self, service: Service) -> list[str]:
         from .host import in_cgroup

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from .. import jobs, podman
+from .. import disruptive, jobs, podman
 from ..errors import ComputeUnitsError, ExitCode, UsageError
 from ..jobs import UNIT_DIR, require_root
 from ..model import Service, ServiceSet
@@ -20,6 +20,7 @@ from ..systemd import JobOutcome, Systemd
 from .common import (
     DEFAULT_SETTLE,
     DEFAULT_TIMEOUT,
+    AllowDisruptiveOpt,
     JsonOpt,
     RootOpt,
     ServicesArg,
@@ -35,6 +36,8 @@ from .common import (
     select,
 )
 
+ACTIVE_STATES = ("active", "activating", "reloading")  # a restart job restarts these
+
 
 def _lifecycle(
     verb: str,
@@ -44,9 +47,11 @@ def _lifecycle(
     timeout: float,
     as_json: bool,
     settle: float = 0.0,
+    allow_disruptive: bool = False,
 ) -> None:
     with reporting(as_json):
-        outcomes = jobs.lifecycle(verb, names or [], make_context(specs, root, None), timeout, settle)
+        ctx = make_context(specs, root, None)
+        outcomes = jobs.lifecycle(verb, names or [], ctx, timeout, settle, allow_disruptive)
     code = jobs.print_outcomes(outcomes, as_json=as_json)
     if code:
         raise typer.Exit(code)
@@ -81,10 +86,14 @@ def restart(
     root: RootOpt = Path("/"),
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     settle: SettleOpt = DEFAULT_SETTLE,
+    allow_disruptive: AllowDisruptiveOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Restart services: a new container replaces the old one; units that require them follow."""
-    _lifecycle("restart", services, specs, root, timeout, as_json, settle)
+    """Restart services: a new container replaces the old one; units that require them follow.
+
+    A running service marked `disruptive:` (or one that would restart with a named one) is
+    refused (exit 2, nothing restarted) unless --allow-disruptive is given."""
+    _lifecycle("restart", services, specs, root, timeout, as_json, settle, allow_disruptive)
 
 
 def apply(
@@ -92,12 +101,14 @@ def apply(
     templates: TemplatesOpt = None,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     settle: SettleOpt = DEFAULT_SETTLE,
+    allow_disruptive: AllowDisruptiveOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Generate units, daemon-reload, (re)start exactly the changed ones, start compute-node.target.
 
     A pinned service whose spec names another image than at its last upgrade is refused (nothing is
     written): moving images goes through `compute-units upgrade`, which is gated and rolls back.
+    So is a change that would restart a running `disruptive:` service, unless --allow-disruptive.
     """
     from .. import install, render
 
@@ -110,6 +121,7 @@ def apply(
         changes = install.plan(units, UNIT_DIR)
         require_root("apply")
         with Systemd.connect() as systemd:
+            refuse_disruptive_changes(systemd, services, changes, allow_disruptive)
             outcomes = apply_changes(systemd, services, changes, timeout)
             outcomes = systemd.settle(outcomes, settle)
         if not as_json:
@@ -143,6 +155,23 @@ def refuse_image_edits(services: ServiceSet, state: State) -> None:
         )
 
 
+def refuse_disruptive_changes(
+    systemd: Systemd, services: ServiceSet, changes: Sequence[object], allowed: bool
+) -> None:
+    """Before anything is written: would the changed units' restarts restart a disruptive service?"""
+    from .. import install
+
+    def running(unit: str) -> bool:
+        return systemd.state(unit).active_state in ACTIVE_STATES
+
+    restarted = [  # apply restarts the changed units that run; systemd restarts what requires them
+        c.name.removesuffix(".service")
+        for c in changes
+        if isinstance(c, install.Change) and c.action == "change" and running(c.name)
+    ]
+    disruptive.check("apply", disruptive.in_restart(services, restarted, running), allowed)
+
+
 def apply_changes(
     systemd: Systemd, services: ServiceSet, changes: Sequence[object], timeout: float
 ) -> list[JobOutcome]:
@@ -164,7 +193,7 @@ def apply_changes(
         )
     changed = {c.name for c in plan if c.action in ("add", "change")}
     ordered = [s.unit for s in services if s.unit in changed]
-    active = {u for u in ordered if systemd.state(u).active_state in ("active", "activating", "reloading")}
+    active = {u for u in ordered if systemd.state(u).active_state in ACTIVE_STATES}
     restarts = [u for u in ordered if u in active]
     if restarts:
         outcomes += systemd.run_jobs("restart", restarts, timeout=timeout)
@@ -196,6 +225,7 @@ class ServiceStatus:
     upgrade_target: str
     upgrade_since: str
     problem: str  # why this service makes `status` exit 7 ("" when fine)
+    disruptive: str | None = None  # why restarting it hurts; restart/upgrade/apply need --allow-disruptive
 
 
 def collect_status(
@@ -234,6 +264,7 @@ def collect_status(
                 problem=_problem(
                     service, st.active_state, digest, recorded, entry.phase if entry else "idle"
                 ),
+                disruptive=service.disruptive,
             )
         )
     return rows
@@ -272,7 +303,9 @@ def status(
         if as_json:
             emit_json([asdict(r) for r in rows])
         else:
-            table = Table("unit", "state", "container", "image", "digest", "since", "health", box=None)
+            table = Table(
+                "unit", "state", "container", "image", "digest", "since", "health", "disruptive", box=None
+            )
             for r in rows:
                 table.add_row(
                     r.unit,
@@ -282,6 +315,7 @@ def status(
                     r.image_digest[:19] or "-",
                     r.since or "-",
                     r.health or "-",
+                    "yes" if r.disruptive is not None else "-",
                 )
             out.print(table)
             for r in rows:

@@ -19,7 +19,18 @@ from ..interrupts import Abandoned, SignalGuard
 from ..jobs import UNIT_DIR, require_root
 from ..model import Service, ServiceSet
 from ..systemd import Systemd
-from .common import JsonOpt, SpecOpt, TemplatesOpt, emit_json, err, make_context, out, reporting, select
+from .common import (
+    AllowDisruptiveOpt,
+    JsonOpt,
+    SpecOpt,
+    TemplatesOpt,
+    emit_json,
+    err,
+    make_context,
+    out,
+    reporting,
+    select,
+)
 
 if TYPE_CHECKING:  # the upgrade machinery (and jinja2) load only when an upgrade runs
     from .. import render
@@ -103,6 +114,7 @@ def run_upgrades(
     wait: float,
     as_json: bool,
     pull_timeout: float = DEFAULT_PULL_TIMEOUT,
+    allow_disruptive: bool = False,
 ) -> None:
     """Run `act` for each chosen service in dependency order under the host lock and a signal
     guard; stop at the first failure. Reports every step."""
@@ -140,6 +152,7 @@ def run_upgrades(
                 progress=tell,
                 pull_display=pull_display,
                 pull_timeout=pull_timeout,
+                allow_disruptive=allow_disruptive,
                 render_sockets=lambda service: render.render_sockets(service, env),
             )
             for service in chosen:
@@ -229,6 +242,7 @@ def upgrade(
     templates: TemplatesOpt = None,
     wait: WaitOpt = 0.0,
     pull_timeout: PullTimeoutOpt = DEFAULT_PULL_TIMEOUT,
+    allow_disruptive: AllowDisruptiveOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Pull, pin to the digest, restart, health-gate; roll back automatically on failure.
@@ -237,7 +251,9 @@ def upgrade(
     restarted after it. Without --image the target is the spec's image, except that an image an
     earlier `upgrade --image` pinned is kept while the spec is unchanged (no silent downgrade).
     Exit 5: the upgrade failed and the previous image runs again. Exit 6: interrupted (SIGINT,
-    SIGTERM, SIGHUP); the message says whether it committed or rolled back.
+    SIGTERM, SIGHUP); the message says whether it committed or rolled back. A service marked
+    `disruptive:` (or one whose restart restarts such a service) is refused (exit 2) unless
+    --allow-disruptive is given.
     """
     with reporting(as_json):
         check_selection("upgrade", services, all_services, image)
@@ -253,7 +269,16 @@ def upgrade(
             def act(u: Upgrader, s: Service) -> object:
                 return u.upgrade(s, image)
 
-        run_upgrades(ctx, loaded, chosen, act, wait=wait, as_json=as_json, pull_timeout=pull_timeout)
+        run_upgrades(
+            ctx,
+            loaded,
+            chosen,
+            act,
+            wait=wait,
+            as_json=as_json,
+            pull_timeout=pull_timeout,
+            allow_disruptive=allow_disruptive,
+        )
 
 
 def rollback(
@@ -263,6 +288,7 @@ def rollback(
     specs: SpecOpt = None,
     templates: TemplatesOpt = None,
     wait: WaitOpt = 0.0,
+    allow_disruptive: AllowDisruptiveOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Return a service to the image it ran before its last upgrade (same safe steps).
@@ -285,7 +311,7 @@ def rollback(
         def act(u: Upgrader, s: Service) -> object:
             return u.upgrade(s, target, kind="rollback", undoes=undoes)
 
-        run_upgrades(ctx, loaded, chosen, act, wait=wait, as_json=as_json)
+        run_upgrades(ctx, loaded, chosen, act, wait=wait, as_json=as_json, allow_disruptive=allow_disruptive)
 
 
 def pull(

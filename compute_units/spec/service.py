@@ -15,6 +15,7 @@ from .nodes import Field, kind
 from .sections import SectionChecker
 from .sockets import SocketChecker
 from .values import (
+    DEFAULT_DISRUPTIVE_REASON,
     MAX_DESCRIPTION,
     MAX_EXEC_START,
     NAME_RE,
@@ -67,6 +68,7 @@ class ServiceChecker(SectionChecker, SocketChecker):
         stop_timeout_s = self.stop_timeout(get("stop_timeout"))
         restart = self.restart(get("restart"))
         keeps_vms = self.keeps_vms(get("keeps_vms"), namespaces, mounts)
+        disruptive = self.disruptive(get("disruptive"))
         secrets_field = get("secrets")
         if secrets and secrets_field is not None and get("command") is None:
             self.error(
@@ -113,6 +115,7 @@ class ServiceChecker(SectionChecker, SocketChecker):
                 stop_timeout_s=stop_timeout_s,
                 restart=restart,
                 keeps_vms=keeps_vms,
+                disruptive=disruptive,
                 preflight=preflight,
                 podman_args=tuple(podman_args),
                 sockets=tuple(sockets),
@@ -259,6 +262,24 @@ class ServiceChecker(SectionChecker, SocketChecker):
             return "on-failure"
         return policy or "on-failure"
 
+    def disruptive(self, f: Field | None) -> str | None:
+        """`true`, `false`, or the reason (a sentence, which means true): the reason, or None."""
+        if f is None:
+            return None
+        node = f.node
+        plain = isinstance(node, yaml.ScalarNode) and not node.style  # the C composer says ""
+        if plain and node.value in ("true", "True", "TRUE", "false", "False", "FALSE"):
+            return DEFAULT_DISRUPTIVE_REASON if self.boolean(node, "disruptive") else None
+        if plain and node.value.lower() in ("yes", "no", "on", "off", "y", "n", "~", "null", ""):
+            self.error(
+                node,
+                "disruptive",
+                f"expected true, false or a reason, got '{node.value}'",
+                "write disruptive: true, or the reason: disruptive: its restart cuts every VM's network",
+            )
+            return None
+        return self.string(node, "disruptive", limit=MAX_DESCRIPTION)
+
     def keeps_vms(self, f: Field | None, namespaces: list[str], mounts: list[Mount]) -> bool:
         if f is None:
             return False
@@ -289,7 +310,9 @@ def with_hash(service: Service) -> Service:
         f.name: getattr(service, f.name)
         for f in fields(service)
         if f.name not in ("source", "location", "spec_hash", "requires_at")
-        and not (f.name == "sockets" and not service.sockets)  # hashes of specs before sockets: kept
+        # keys added after v1 count only when set, so existing specs keep their hash
+        and not (f.name == "disruptive" and service.disruptive is None)
+        and not (f.name == "sockets" and not service.sockets)
     }
     text = json.dumps(payload, default=_jsonable, sort_keys=True)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]

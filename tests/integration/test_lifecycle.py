@@ -232,7 +232,16 @@ def test_status_reports_containers_digests_and_health(
     assert rows["nova-libvirt"]["health"] in ("healthy", "starting")
     assert rows["nova-network"]["health"] == "none"
     table = cu(node, "status").stdout.splitlines()
-    assert table[0].split() == ["unit", "state", "container", "image", "digest", "since", "health"]
+    assert table[0].split() == [
+        "unit",
+        "state",
+        "container",
+        "image",
+        "digest",
+        "since",
+        "health",
+        "disruptive",
+    ]
 
 
 def test_apply_restarts_exactly_the_changed_units(node: Node, seed: dict[str, str]) -> None:

@@ -7,7 +7,7 @@ import dataclasses
 import os
 import shutil
 import subprocess
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -81,6 +81,56 @@ def test_seed_example_matches_golden_units(tmp_path: Path, root: Path) -> None:
         assert text == (GOLDEN / name).read_text(), f"{name} differs from tests/unit/golden (UPDATE_GOLDEN=1)"
     assert (out / "multi-user.target.wants" / TARGET_NAME).readlink() == Path(f"../{TARGET_NAME}")
     verify(out)
+
+
+COMPUTE_NODE = REPO / "examples/compute-node"
+VARIANTS = {
+    "monolithic": ["nova-compute", "nova-libvirt", "ovn-controller", "ovs-vswitchd", "ovsdb-server"],
+    "modular": [
+        "nova-compute",
+        "nova-virtlogd",
+        "nova-virtnodedevd",
+        "nova-virtproxyd",
+        "nova-virtqemud",
+        "nova-virtsecretd",
+        "ovn-controller",
+        "ovs-vswitchd",
+        "ovsdb-server",
+    ],
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_present_day_examples_render_units_systemd_accepts(tmp_path: Path, variant: str) -> None:
+    out = tmp_path / "out"
+    generate(COMPUTE_NODE / variant, tmp_path, out)
+    assert sorted(p.stem for p in out.glob("*.service")) == VARIANTS[variant]
+    verify(out)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_present_day_examples_order_ovs_and_libvirt_first(tmp_path: Path, variant: str) -> None:
+    services, warnings = spec.load(spec.discover([COMPUTE_NODE / variant]), root=tmp_path)
+    assert warnings == []
+    libvirt = "nova-libvirt" if variant == "monolithic" else "nova-virtqemud"
+    requires = {s.name: s.requires for s in services}
+    assert requires["ovs-vswitchd"] == ("ovsdb-server",)
+    assert requires["ovn-controller"] == ("ovs-vswitchd",)
+    assert requires["nova-compute"] == (libvirt,)
+    by_name = {s.name: s for s in services}
+    assert by_name["nova-compute"].stop_timeout_s >= 190  # nova's graceful_shutdown_timeout is 180 s
+    disruptive = ["nova-virtlogd", "ovs-vswitchd"] if variant == "modular" else ["ovs-vswitchd"]
+    assert sorted(s.name for s in services if s.disruptive) == disruptive
+    assert [s.name for s in services if s.keeps_vms] == [libvirt]
+    daemons = [s for s in services if s.image.repository == "compute/nova-libvirt"]
+    for daemon in daemons:
+        assert PurePosixPath("/var/cache/libvirt") in {m.target for m in daemon.mounts}, daemon.name
+
+
+def test_both_variants_share_the_same_ovs_and_ovn_specs() -> None:
+    for name in ("ovsdb-server", "ovs-vswitchd", "ovn-controller"):
+        monolithic = (COMPUTE_NODE / "monolithic" / f"{name}.yaml").read_text()
+        assert (COMPUTE_NODE / "modular" / f"{name}.yaml").read_text() == monolithic, name
 
 
 def test_seed_units_have_the_seed_flags(tmp_path: Path, root: Path) -> None:

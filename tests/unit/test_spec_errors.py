@@ -441,6 +441,23 @@ CASES: list[tuple[str, dict[str, str], list[str]]] = [
         ],
     ),
     (
+        "disruptive-yes",
+        {"svc.yaml": IMG + "disruptive: yes\n"},
+        [
+            "{dir}/svc.yaml:2:13: disruptive: expected true, false or a reason, got 'yes'",
+            "    hint: write disruptive: true, or the reason: disruptive: its restart cuts every VM's network",
+            "compute-units: 1 error(s); nothing was written.",
+        ],
+    ),
+    (
+        "disruptive-list",
+        {"svc.yaml": IMG + "disruptive: [network]\n"},
+        [
+            "{dir}/svc.yaml:2:13: disruptive: expected a string, got a list",
+            "compute-units: 1 error(s); nothing was written.",
+        ],
+    ),
+    (
         "health-without-command",
         {"svc.yaml": IMG + "health: {interval: 30s}\n"},
         [

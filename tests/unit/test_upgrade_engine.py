@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from compute_units import spec
+from compute_units.disruptive import DisruptiveRefused
 from compute_units.errors import ComputeUnitsError
 from compute_units.host import Process
 from compute_units.model import Service, ServiceSet, Socket
@@ -320,3 +321,93 @@ def test_a_socket_found_closed_after_the_restart_is_never_committed(world: FakeW
         "svc-svc.socket is inactive/dead: svc's socket is not held; rollback also failed: "
         "svc-svc.socket is inactive/dead: svc's socket is not held"
     )
+
+
+# --- disruptive services: upgrade and rollback need --allow-disruptive ----------------------------
+
+OVS = "127.0.0.1:5000/cu/ovs"
+
+
+def ovs_pair(world: FakeWorld, reason: str = "true") -> ServiceSet:
+    """ovsdb-server and ovs-vswitchd (requires it, disruptive), both running v1."""
+    services = []
+    for name, extra in (
+        ("ovsdb-server", ""),
+        ("ovs-vswitchd", f"requires: [ovsdb-server]\ndisruptive: {reason}\n"),
+    ):
+        parsed, problems = spec.parse_text(f"image: {OVS}:v1\n{extra}", Path(f"/specs/{name}.yaml"))
+        assert parsed is not None, problems
+        services.append(parsed)
+        world.running[f"{name}.service"] = f"{OVS}:v1@{D1}"
+    world.registry.update({f"{OVS}:v1": D1, f"{OVS}:v2": D2})
+    return ServiceSet(tuple(services))
+
+
+def restarts(world: FakeWorld) -> list[str]:
+    return [line for line in world.log if line.startswith(("restart", "stop"))]
+
+
+def test_a_disruptive_service_is_refused_before_anything_changes(world: FakeWorld) -> None:
+    store, services = FakeStore(world), ovs_pair(world, '"its restart cuts every VM\'s network"')
+    vswitchd = services.get("ovs-vswitchd")
+    assert vswitchd is not None
+    with pytest.raises(DisruptiveRefused) as refused:
+        engine(world, store, services).upgrade(vswitchd, f"{OVS}:v2")
+    assert refused.value.exit_code == 2
+    assert refused.value.message == (
+        "refusing to upgrade ovs-vswitchd: ovs-vswitchd is disruptive (its restart cuts every VM's "
+        "network); nothing was changed"
+    )
+    assert refused.value.hint == "pass --allow-disruptive to upgrade anyway (the guests will notice)"
+    assert store.saved is None and not restarts(world)
+    assert world.running["ovs-vswitchd.service"] == f"{OVS}:v1@{D1}"
+
+
+def test_the_refusal_is_reported_as_refused_at_preflight(world: FakeWorld) -> None:
+    store, services = FakeStore(world), ovs_pair(world)
+    upgrader = engine(world, store, services)
+    with pytest.raises(DisruptiveRefused):
+        upgrader.upgrade(services.services[1], f"{OVS}:v2")
+    report = upgrader.reports[0]
+    assert (report.result, report.failed_step) == ("refused", "preflight")
+    assert report.reason == (
+        "refusing to upgrade ovs-vswitchd: ovs-vswitchd is disruptive (its spec marks it disruptive); "
+        "nothing was changed"
+    )
+
+
+def test_upgrading_what_a_disruptive_service_requires_is_refused_too(world: FakeWorld) -> None:
+    store, services = FakeStore(world), ovs_pair(world)
+    with pytest.raises(DisruptiveRefused) as refused:
+        engine(world, store, services).upgrade(services.services[0], f"{OVS}:v2")
+    assert refused.value.message == (
+        "refusing to upgrade ovsdb-server: ovs-vswitchd is disruptive (its spec marks it disruptive) "
+        "and restarts with ovsdb-server; nothing was changed"
+    )
+    assert store.saved is None and not restarts(world)
+
+
+def test_allow_disruptive_upgrades_and_restarts_the_dependent(world: FakeWorld) -> None:
+    store, services = FakeStore(world), ovs_pair(world)
+    upgrader = Upgrader(world.effects(store), services, render_pin, allow_disruptive=True)
+    report = upgrader.upgrade(services.services[0], f"{OVS}:v2")
+    assert report.result == "upgraded"
+    assert "restart ovsdb-server.service" in world.log and "restart ovs-vswitchd.service" in world.log
+
+
+def test_no_restart_no_refusal_unchanged_digest_or_stopped_service(world: FakeWorld) -> None:
+    store, services = FakeStore(world), ovs_pair(world)
+    vswitchd = services.services[1]
+    assert engine(world, store, services).upgrade(vswitchd).result == "unchanged"  # v1 runs already
+    del world.running["ovs-vswitchd.service"]  # stopped: the upgrade only starts it
+    assert engine(world, store, services).upgrade(vswitchd, f"{OVS}:v2").result == "upgraded"
+
+
+def test_a_rollback_of_a_disruptive_service_is_refused_without_consent(world: FakeWorld) -> None:
+    store, services = FakeStore(world), ovs_pair(world)
+    vswitchd = services.services[1]
+    Upgrader(world.effects(store), services, render_pin, allow_disruptive=True).upgrade(vswitchd, f"{OVS}:v2")
+    with pytest.raises(DisruptiveRefused) as refused:
+        engine(world, store, services).upgrade(vswitchd, f"{OVS}:v1@{D1}", kind="rollback")
+    assert refused.value.message.startswith("refusing to rollback ovs-vswitchd: ovs-vswitchd is disruptive")
+    assert world.running["ovs-vswitchd.service"] == f"{OVS}:v2@{D2}"
