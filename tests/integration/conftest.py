@@ -41,7 +41,6 @@ TRIXIE_XFAIL: dict[str, str] = {
         "test_unhealthy_v3_is_rolled_back_and_the_guest_survives",
         "test_preflight_refuses_without_machined_and_restarts_nothing",
         "test_preflight_refuses_unit_settings_that_would_kill_children",
-        "test_no_connection_is_refused_across_an_upgrade",
     )
 } | {
     "test_doctor_reports_each_check": (

@@ -105,6 +105,8 @@ def test_present_day_examples_render_units_systemd_accepts(tmp_path: Path, varia
     out = tmp_path / "out"
     generate(COMPUTE_NODE / variant, tmp_path, out)
     assert sorted(p.stem for p in out.glob("*.service")) == VARIANTS[variant]
+    held = {"monolithic": ["libvirtd-admin", "libvirtd-ro", "libvirtd"], "modular": []}[variant]
+    assert sorted(p.name for p in out.glob("*.socket")) == [f"nova-libvirt-{n}.socket" for n in held]
     verify(out)
 
 
