@@ -19,7 +19,7 @@ import json
 
 from bench.bench_generate import SPEC
 from compute_units.gencache import CACHE
-from tests.harness.node import GENERATOR, boot
+from compute_units_dev.node import GENERATOR, boot
 
 WORK = "/tmp/bench-quadlet"
 SPECS = f"{WORK}/root/usr/share/compute-units/services"

@@ -9,7 +9,7 @@ One sandbox node ("socks"), containerised libvirt with a KVM guest running, `--r
     the other digest to its tag.
 All three keep /var/cache/libvirt (a volume), so the difference is the held sockets alone.
 
-Watched from the host, the same way for all three, by two libvirt RPC clients (tests/harness/rpc):
+Watched from the host, the same way for all three, by two libvirt RPC clients (compute_units_dev/rpc.py):
   - new connections: a fresh connection and one RPC every 5 ms; per variant the requests made
     during the upgrades, how many were refused (connect failed), dropped (accepted by the old
     libvirtd, then closed unanswered) or answered, and the longest answered request;
@@ -30,12 +30,11 @@ import time
 from dataclasses import dataclass, field
 
 from bench.bench_vm import bare_argv
-from tests.harness.images import BUILD_PODMAN, Builder, Registry
-from tests.harness.libvirt import QmpPoller, libvirt_images, start_guest
-from tests.harness.node import Node, boot
-from tests.harness.rpc import LongLived, NewConnections, Request
-from tests.integration.test_sockets import held_spec
-from tests.integration.test_upgrade_vm import libvirt_spec
+from compute_units_dev.images import BUILD_PODMAN, Builder, Registry
+from compute_units_dev.libvirt import QmpPoller, libvirt_images, start_guest
+from compute_units_dev.node import Node, boot
+from compute_units_dev.rpc import LongLived, NewConnections, Request
+from compute_units_dev.specs import held_spec, libvirt_spec
 
 SPEC = "/etc/compute-units/services/nova-libvirt.yaml"
 CACHE = "  - {source: /var/cache/libvirt, target: /var/cache/libvirt, create: true}\n"

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from . import __version__
-from .commands import doctor, interop, lifecycle, specs, upgrade
+from .commands import doctor, interop, lifecycle, prune, specs, upgrade
 from .commands.common import out
 from .errors import exit_codes_text
 
@@ -33,6 +33,7 @@ COMMANDS: list[tuple[str, Callable[..., Any]]] = [
     ("upgrade", upgrade.upgrade),
     ("rollback", upgrade.rollback),
     ("history", upgrade.history),
+    ("prune", prune.prune),
     ("doctor", doctor.doctor),
     ("import", interop.import_cmd),
     ("export", interop.export_cmd),

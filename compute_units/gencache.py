@@ -7,8 +7,10 @@ instead: the same bytes, with os, sys and marshal only (no pathlib, YAML, jinja2
 
 Inputs, stamped by (type and mode, owner, size, mtime, ctime, inode): the spec directories of the
 search path and every entry in them (through symlinks), the site and built-in template
-directories, the upgrade state file (pins), this package's own files (an upgrade of compute-units
+directories, the upgrade state file (pins), the facts record and the podman binary (secrets are
+rendered per podman version, facts.py), this package's own files (an upgrade of compute-units
 changes the output), and the secret files the specs name (their existence and mode are checked).
+A run that left a service out for unknown secret facts is not cached (a later pull may fix it).
 Runs with errors are never cached. A run with an input modified (mtime) in the last 2 s is not cached
 either (a same-size edit within the clock's granularity would keep the stamp: git's "racy" rule).
 The cache file must be a regular file owned by root and writable by no one else; anything wrong
@@ -27,6 +29,8 @@ CACHE = "var/cache/compute-units/generator.cache"  # under COMPUTE_UNITS_ROOT
 SEARCH_PATH = ("etc/compute-units/services", "run/compute-units/services", "usr/share/compute-units/services")
 SITE_TEMPLATES = "etc/compute-units/templates"
 STATE_FILE = "var/lib/compute-units/state.json"
+FACTS_FILE = "var/lib/compute-units/facts.json"  # facts.FACTS_FILE (not imported: the hit path stays lean)
+PODMAN = "/usr/bin/podman"
 RACY_S = 2.0
 PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
@@ -82,6 +86,9 @@ def inputs(root: str) -> list[object]:
         stamp.append(_listing(directory))
     stamp.append(_listing("/usr/share/compute-units/templates"))
     stamp.append(_stat(os.path.join(root, STATE_FILE)))
+    # what secrets are rendered from (facts.py): the facts record, and podman (its version)
+    stamp.append(_stat(os.path.join(root, FACTS_FILE)))
+    stamp.append(_stat(os.path.join(root, PODMAN.lstrip("/"))))
     for directory, dirs, _files in os.walk(PACKAGE):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
         stamp.append(_listing(directory))

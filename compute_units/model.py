@@ -152,6 +152,13 @@ class Service:
         """The `.socket` unit of each socket, in spec order."""
         return [socket_unit_name(self.name, s.name) for s in self.sockets]
 
+    @property
+    def needs_listen_pid(self) -> bool:
+        """Socket activation in the host PID namespace: podman sets LISTEN_PID=1 in the container,
+        which is right only when the daemon is the container's PID 1, so compute-units' entrypoint
+        (the LISTEN_PID shim, or the secrets loader) sets it to the daemon's PID."""
+        return bool(self.sockets) and "pid" in self.host_namespaces
+
 
 def socket_unit_name(service: str, fd_name: str) -> str:
     """nova-libvirt + libvirtd-ro.socket -> nova-libvirt-libvirtd-ro.socket"""

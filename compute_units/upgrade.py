@@ -19,13 +19,13 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import disruptive, vms
+from . import disruptive, sockets, vms
 from .effects import Effects
-from .errors import CommandError, ComputeUnitsError, ExitCode
+from .errors import CommandError, ComputeUnitsError, ExitCode, describe
 from .model import Service, ServiceSet
 from .state import ServiceState, State, digest_of
 from .targets import choose_target
-from .vms import VmSnapshot
+from .vms import NO_CONTROLLERS, VmSnapshot
 
 SIGKILL = 9
 HEALTH_POLL_S = 0.5
@@ -93,14 +93,14 @@ class Report:
         data = asdict(self)
         data["from"] = data.pop("source")
         data["to"] = data.pop("target")
+        data["guests"] = vms.guests_kept(self.vm_before, self.vm_after)
         return data
 
 
 Progress = Callable[[str], None]
 # for people at a terminal: a context in which podman may draw its own pull progress on stderr
 PullDisplay = Callable[[], AbstractContextManager[None]]
-RenderUnit = Callable[[Service, str | None], str]
-RenderSockets = Callable[[Service], Mapping[str, str]]  # the service's .socket units (sockets:)
+RenderUnits = Callable[[Service, str | None], Mapping[str, str]]  # its unit (and socket units) by name
 
 
 class Upgrader:
@@ -110,19 +110,17 @@ class Upgrader:
         self,
         fx: Effects,
         services: ServiceSet,
-        render_unit: RenderUnit,
+        render_units: RenderUnits,
         *,
         progress: Progress = lambda message: None,
         pull_display: PullDisplay | None = None,
         pull_timeout: float = DEFAULT_PULL_TIMEOUT_S,
         allow_disruptive: bool = False,
-        render_sockets: RenderSockets = lambda service: {},
     ) -> None:
         self.fx = fx
         self.allow_disruptive = allow_disruptive
         self.services = services
-        self.render_unit = render_unit
-        self.render_sockets = render_sockets
+        self.render_units = render_units
         self.progress = progress
         self.pull_display = pull_display
         self.pull_timeout = pull_timeout
@@ -195,10 +193,11 @@ class Upgrader:
         entry = state.get(service.name)
         reference, note = choose_target(service, entry, image)
         present = "@" in reference and self.fx.podman.image_exists(reference)
+        known = (entry.current, entry.pulled)  # a tag resolves to what runs or was pulled: nothing new
         target, _ = self.pull(reference, entry)
         entry.pulled_from, entry.pulled = reference, target
         self.fx.store.save(state)
-        return target, not present, note
+        return target, not (present or target in known), note
 
     # ------------------------------------------------------------------ flow
     def _new_report(self, service: Service, kind: str) -> Report:
@@ -249,9 +248,7 @@ class Upgrader:
                 hint=f"`compute-units upgrade {service.name}` starts it again",
             ) from None
         except Exception as exc:  # a failed step, or anything else that went wrong: roll back
-            failure = (
-                exc if isinstance(exc, StepFailed) else StepFailed(report.steps[-1].name, _describe(exc))
-            )
+            failure = exc if isinstance(exc, StepFailed) else StepFailed(report.steps[-1].name, describe(exc))
             report.failed_step, report.reason = failure.step, failure.reason
             self._roll_back_after(service, state, report, "rolled-back", failure.reason)
             raise RolledBack(
@@ -303,7 +300,7 @@ class Upgrader:
             report.result, report.failed_step, report.reason = result, name, exc.message
             raise
         except Exception as exc:
-            step.ms, step.ok, step.detail = self._ms(started), False, _describe(exc)
+            step.ms, step.ok, step.detail = self._ms(started), False, describe(exc)
             report.steps.append(step)
             raise
         step.ms = self._ms(started)
@@ -398,9 +395,12 @@ class Upgrader:
         if st.active_state == "active":
             inside = [p for p in self.fx.host.qemu_processes() if in_cgroup(p, st.control_group)]
             if inside:
+                cause = ""
+                if self.fx.host.cgroup2_controllers() == []:
+                    cause = f" ({NO_CONTROLLERS}: compute-units doctor)"
                 problems.append(
                     f"qemu PID {', '.join(str(p.pid) for p in inside)} is inside {service.unit}'s cgroup "
-                    "and would be killed with it"
+                    f"and would be killed with it{cause}"
                 )
             if self.fx.systemd.kill_signal(service.unit) != SIGKILL:
                 problems.append(
@@ -410,14 +410,9 @@ class Upgrader:
         return problems
 
     def pin(self, service: Service, reference: str | None) -> None:
-        """Write this service's unit (only this one, and its socket units) with `reference` and
-        daemon-reload. Units made by the generator are not written: it reads the pin from
-        state.json at reload. The restart keeps the sockets open (restart jobs start what a unit
-        Requires=, never restart it)."""
+        """Write this service's unit files (and socket units; a generator's read state.json); reload."""
         if not self.fx.systemd.fragment_path(service.unit).startswith(GENERATOR_DIRS):
-            self.fx.units.write(
-                {service.unit: self.render_unit(service, reference), **self.render_sockets(service)}
-            )
+            self.fx.units.write(self.render_units(service, reference))
         self.fx.systemd.reload()
 
     def restart(self, service: Service) -> str:
@@ -471,12 +466,7 @@ class Upgrader:
         Every try of the health command is bounded by `timeout`; the message gives the real time.
         """
         for svc in [service, *self.services.dependents(service.name)]:
-            for name in svc.socket_units:  # clients wait in these while the service restarts
-                if (st := self.fx.systemd.state(name)).active_state != "active":
-                    raise StepFailed(
-                        "health",
-                        f"{name} is {st.active_state}/{st.sub_state}: {svc.name}'s socket is not held",
-                    )
+            sockets.check_held(self.fx.systemd, svc, StepFailed)
             self._gate_one(svc)
 
     def _gate_one(self, svc: Service) -> None:
@@ -533,7 +523,7 @@ class Upgrader:
                 after, problems = self.post_check(service, report.vm_before)
                 report.vm_after, report.vm_check = after, problems
             except Exception as exc:
-                why = exc.reason if isinstance(exc, StepFailed) else _describe(exc)
+                why = exc.reason if isinstance(exc, StepFailed) else describe(exc)
                 report.result = "failed"
                 report.reason = f"{report.reason}; rollback also failed: {why}"
                 self._history_best_effort(report)
@@ -584,13 +574,13 @@ class Upgrader:
         try:
             self.fx.store.save(state)
         except OSError as exc:
-            report.reason = f"{report.reason}; state.json not updated: {_describe(exc)}"
+            report.reason = f"{report.reason}; state.json not updated: {describe(exc)}"
 
     def _history_best_effort(self, report: Report) -> None:
         try:
             self._history(report)
         except OSError as exc:
-            report.reason = f"{report.reason}; history not updated: {_describe(exc)}"
+            report.reason = f"{report.reason}; history not updated: {describe(exc)}"
 
     def _history(self, report: Report) -> None:
         import time
@@ -608,12 +598,3 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ComputeUnitsError):
-        return exc.message
-    if isinstance(exc, OSError):
-        where = f" ({exc.filename})" if exc.filename else ""
-        return f"{exc.strerror or exc}{where}"
-    return f"{type(exc).__name__}: {exc}"

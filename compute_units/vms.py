@@ -15,6 +15,8 @@ from .model import Service
 from .systemd import HostNotReady
 
 VIRSH_LIST = ["virsh", "-c", "qemu:///system", "list", "--all"]
+# why a guest is in its libvirt unit's cgroup on a cgroup2 host whose cgroup.controllers is empty
+NO_CONTROLLERS = "this host's cgroup2 offers no controllers, so libvirt gives guests no machine scope"
 
 
 @dataclass
@@ -77,6 +79,26 @@ def compare(fx: Effects, before: VmSnapshot, after: VmSnapshot) -> list[str]:
                 elif now != state:
                     problems.append(f"guest {name} is {now} (was {state})")
     return problems
+
+
+def guests_kept(before: VmSnapshot | None, after: VmSnapshot | None) -> dict[str, int | None] | None:
+    """The figure a fleet report shows: guests running before and after, qemu processes kept (same
+    PID and start time). None when nothing was watched (a service that keeps no VMs); `after` None:
+    no check ran."""
+    if before is None or (not before.qemu and before.guests is None):
+        return None
+
+    def running(snap: VmSnapshot) -> int:
+        if snap.guests is None:
+            return len(snap.qemu)
+        return sum(1 for state in snap.guests.values() if state == "running")
+
+    alive = {(p["pid"], p["start_time"]) for p in after.qemu} if after is not None else set()
+    return {
+        "running_before": running(before),
+        "running_after": running(after) if after is not None else None,
+        "kept": sum(1 for p in before.qemu if (p["pid"], p["start_time"]) in alive),
+    }
 
 
 def verdict(before: VmSnapshot | None, problems: list[str]) -> str | None:

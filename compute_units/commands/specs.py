@@ -73,7 +73,7 @@ def generate(
         ctx = make_context(specs, root, templates)
         directory = output_dir or root / "etc/systemd/system"
         services, warnings = ctx.load()
-        units = render.render_all(services, ctx.render_options())
+        units = render.render_all(services, ctx.render_options(services))
         changes = install.plan(units, directory)
         if not dry_run:
             install.apply(changes, directory, enable=enable)
@@ -128,7 +128,7 @@ def render_cmd(
         ctx = make_context(specs, root, templates)
         services, warnings = ctx.load()
         print_diagnostics(warnings)
-        units = render.render_all(services, ctx.render_options())
+        units = render.render_all(services, ctx.render_options(services))
         unit = name if name in units else f"{name}.service"
         if unit not in units:
             raise unknown_service(name, services)

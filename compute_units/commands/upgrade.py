@@ -118,14 +118,23 @@ def run_upgrades(
 ) -> None:
     """Run `act` for each chosen service in dependency order under the host lock and a signal
     guard; stop at the first failure. Reports every step."""
-    from .. import effects, render
+    from .. import effects, facts, render
     from ..upgrade import Upgrader
 
     require_root("upgrade")
     failure: ComputeUnitsError | None = None
     store = ctx.store()
-    options = ctx.render_options()
+    recorder = facts.Recorder(ctx.root)
+    options = ctx.render_options(services, recorder)
     upgrader: Upgrader | None = None
+
+    env = render.make_environment(options.template_dirs)
+
+    def render_units(service: Service, pin: str | None) -> dict[str, str]:
+        # the pin was pulled just before: its ENTRYPOINT and CMD are in the local store now
+        known = facts.with_image(options, service, pin or str(service.image), recorder)
+        unit = render.render_service(service, with_pin(known, service.name, pin), env)
+        return {service.unit: unit, **render.render_sockets(service, env)}
 
     def announce(holder: str) -> None:
         err.print(f"compute-units: waiting up to {wait:g} s for the upgrade lock ({holder})", markup=False)
@@ -138,7 +147,6 @@ def run_upgrades(
             progress_reporter(not as_json) as (progress, pull_display),
         ):
             fx = effects.real(systemd, store, UNIT_DIR)
-            env = render.make_environment(options.template_dirs)
             fx.interrupted = guard.interrupted
 
             def tell(message: str) -> None:
@@ -148,12 +156,11 @@ def run_upgrades(
             upgrader = Upgrader(
                 fx,
                 services,
-                lambda service, pin: render.render_service(service, with_pin(options, service.name, pin)),
+                render_units,
                 progress=tell,
                 pull_display=pull_display,
                 pull_timeout=pull_timeout,
                 allow_disruptive=allow_disruptive,
-                render_sockets=lambda service: render.render_sockets(service, env),
             )
             for service in chosen:
                 try:
@@ -329,7 +336,8 @@ def pull(
     """
     import time
 
-    from .. import effects
+    from .. import effects, facts
+    from ..facts import Recorder
     from ..upgrade import Upgrader
 
     with reporting(as_json):
@@ -340,10 +348,11 @@ def pull(
         rows = []
         with Systemd.connect() as systemd:
             fx = effects.real(systemd, ctx.store(), UNIT_DIR)
-            upgrader = Upgrader(fx, loaded, lambda service, pin: "", pull_timeout=pull_timeout)
+            upgrader = Upgrader(fx, loaded, lambda service, pin: {}, pull_timeout=pull_timeout)
             for service in chosen:
                 started = time.monotonic()
                 reference, pulled, note = upgrader.prepull(service, image)
+                facts.record_pulled(Recorder(ctx.root), service, [reference, str(service.image)])
                 ms = int((time.monotonic() - started) * 1000)
                 rows.append({"service": service.name, "reference": reference, "pulled": pulled, "ms": ms})
                 if not as_json:

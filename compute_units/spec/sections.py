@@ -24,11 +24,9 @@ from .values import (
     did_you_mean,
 )
 
-ENTRYPOINT_HINTS = {
-    "secrets": "secrets are loaded by compute-units' own entrypoint; put the program in command:",
-    "sockets": "in the host PID namespace compute-units' own entrypoint sets LISTEN_PID; "
-    "put the program in command:",
-}
+ENTRYPOINT_HINT = (
+    "in the host PID namespace compute-units' own entrypoint sets LISTEN_PID; put the program in command:"
+)
 
 
 class SectionChecker(NodeChecker):
@@ -332,9 +330,8 @@ class SectionChecker(NodeChecker):
                     paths.append(path)
         return Preflight(tuple(modules), tuple(units), tuple(paths))
 
-    def podman_args(self, f: Field | None, namespaces: list[str], entrypoint_owner: str | None) -> list[str]:
-        """`entrypoint_owner`: the key ("secrets", "sockets") for which compute-units sets
-        --entrypoint itself, if any."""
+    def podman_args(self, f: Field | None, namespaces: list[str], listen_pid_shim: bool) -> list[str]:
+        """`listen_pid_shim`: compute-units sets --entrypoint itself (sockets, host PID namespace)."""
         if f is None:
             return []
         result: list[str] = []
@@ -355,13 +352,8 @@ class SectionChecker(NodeChecker):
             if option in ("--label", "-l") and value.split("=", 1)[-1].startswith("compute-units."):
                 self.error(node, key, "labels compute-units.* are set by compute-units")
                 continue
-            if option == "--entrypoint" and entrypoint_owner is not None:
-                self.error(
-                    node,
-                    key,
-                    f"--entrypoint cannot be combined with {entrypoint_owner}",
-                    ENTRYPOINT_HINTS[entrypoint_owner],
-                )
+            if option == "--entrypoint" and listen_pid_shim:
+                self.error(node, key, "--entrypoint cannot be combined with sockets", ENTRYPOINT_HINT)
                 continue
             if option == "--init" and "pid" in namespaces:
                 self.error(

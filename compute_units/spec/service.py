@@ -30,23 +30,8 @@ class ServiceChecker(SectionChecker, SocketChecker):
     """Walks one spec's YAML nodes, builds the Service, and records every problem on the way."""
 
     def service(self, root_node: yaml.Node | None) -> Service | None:
-        if root_node is None:
-            self.error(None, "", "spec is empty", "a spec needs at least 'image'")
-            return None
-        # not a spec at all: say so without quoting the file (it may be anything, even /etc/shadow)
-        if not isinstance(root_node, yaml.MappingNode):
-            self.error(root_node, "", f"expected a mapping, got {kind(root_node, False)}")
-            return None
-        if not any(isinstance(k, yaml.ScalarNode) and k.value in TOP_KEYS for k, _ in root_node.value):
-            self.error(
-                root_node,
-                "",
-                "not a service spec: none of its keys is a spec key",
-                "a spec needs at least 'image'",
-            )
-            return None
-        top = self.mapping(root_node, "", TOP_KEYS)
-        if top is None:
+        top = self.spec_mapping(root_node)
+        if root_node is None or top is None:
             return None
         get = top.get
         name, name_node = self.name(get("name"))
@@ -69,15 +54,6 @@ class ServiceChecker(SectionChecker, SocketChecker):
         restart = self.restart(get("restart"))
         keeps_vms = self.keeps_vms(get("keeps_vms"), namespaces, mounts)
         disruptive = self.disruptive(get("disruptive"))
-        secrets_field = get("secrets")
-        if secrets and secrets_field is not None and get("command") is None:
-            self.error(
-                secrets_field.node,
-                "secrets",
-                "services with secrets need command: (the full argv)",
-                "secrets are loaded by a /bin/sh entrypoint that then runs command:, replacing the "
-                "image's ENTRYPOINT and CMD",
-            )
         preflight = self.preflight(get("preflight"))
         sockets = self.sockets(get("sockets"), name)
         shim = sockets and "pid" in namespaces
@@ -89,8 +65,7 @@ class ServiceChecker(SectionChecker, SocketChecker):
                 "a /bin/sh entrypoint sets LISTEN_PID to the daemon's PID, then runs command:, "
                 "replacing the image's ENTRYPOINT and CMD",
             )
-        owner = "secrets" if secrets else "sockets" if shim else None
-        podman_args = self.podman_args(get("podman_args"), namespaces, owner)
+        podman_args = self.podman_args(get("podman_args"), namespaces, bool(shim))
 
         if name is None or image is None or any(d.severity == "error" for d in self.diagnostics):
             return None
@@ -122,6 +97,25 @@ class ServiceChecker(SectionChecker, SocketChecker):
             ),
         )
         return with_hash(service) if service is not None else None
+
+    def spec_mapping(self, root_node: yaml.Node | None) -> dict[str, Field] | None:
+        """The top-level keys, or None (recorded) when the file is empty or not a spec at all."""
+        if root_node is None:
+            self.error(None, "", "spec is empty", "a spec needs at least 'image'")
+            return None
+        # not a spec at all: say so without quoting the file (it may be anything, even /etc/shadow)
+        if not isinstance(root_node, yaml.MappingNode):
+            self.error(root_node, "", f"expected a mapping, got {kind(root_node, False)}")
+            return None
+        if not any(isinstance(k, yaml.ScalarNode) and k.value in TOP_KEYS for k, _ in root_node.value):
+            self.error(
+                root_node,
+                "",
+                "not a service spec: none of its keys is a spec key",
+                "a spec needs at least 'image'",
+            )
+            return None
+        return self.mapping(root_node, "", TOP_KEYS)
 
     def within_exec_limit(self, root_node: yaml.Node, service: Service) -> Service | None:
         """The service, unless its podman run command line would exceed MAX_EXEC_START characters."""

@@ -20,8 +20,9 @@ STEPS = ("pull", "preflight", "record", "pin", "restart", "health", "post-check"
 VM = {
     "qemu": [{"pid": 4242, "comm": "qemu-system-x86", "start_time": 1000, "cgroup": "machine.slice"}],
     "machines": ["qemu-1-tiny"],
-    "running_guests": ["tiny"],
+    "guests": {"tiny": "running"},
 }
+GUESTS = {"running_before": 1, "running_after": 1, "kept": 1}
 
 
 def resolve(reference: str) -> str:
@@ -79,7 +80,7 @@ class Fake:
                 report["steps"] = [
                     {"name": s, "ms": 10 * (i + 1), "ok": True, "detail": ""} for i, s in enumerate(STEPS)
                 ]
-                report["vm_before"], report["vm_after"] = VM, VM
+                report["vm_before"], report["vm_after"], report["guests"] = VM, VM, GUESTS
                 svc["current"] = target
                 self.state.setdefault("present", []).append(target)
         self.save()
@@ -105,12 +106,15 @@ class Fake:
             "vm_before": None,
             "vm_after": None,
             "vm_check": [],
+            "guests": None,
         }
 
     def fail_upgrade(self, report: dict[str, Any], how: dict[str, Any]) -> tuple[int, str]:
         step, reason, result = how["failed_step"], how["reason"], how.get("result", "rolled-back")
         done = STEPS[: STEPS.index(step) + 1]
-        report.update(result=result, failed_step=step, reason=reason, vm_before=VM, vm_after=VM)
+        report.update(
+            result=result, failed_step=step, reason=reason, vm_before=VM, vm_after=VM, guests=GUESTS
+        )
         report["steps"] = [
             {"name": s, "ms": 7, "ok": s != step, "detail": reason if s == step else ""} for s in done
         ]
@@ -121,6 +125,11 @@ class Fake:
         return int(how.get("rc", 1)), f"{report['service']}: {reason}"
 
     def pull(self, args: argparse.Namespace) -> int:
+        if not args.services and not args.all:  # as the real CLI
+            message = "name the services to pull, or pass --all"
+            emit({"ok": False, "error": message, "hint": None})
+            print(f"compute-units: error: {message}", file=sys.stderr)
+            return 2
         chosen = self.services(args.services, args.all)
         present: list[str] = self.state.setdefault("present", [])
         entries = []
@@ -162,10 +171,13 @@ class Fake:
         findings = self.state.get("doctor") or [
             {"check": "module ebtables", "status": "ok", "message": "loaded", "fix": ""}
         ]
+        report: dict[str, Any] = {"findings": findings}
         if args.fix:
-            findings = self.state.get("doctor_after_fix", findings)
+            report["findings"] = findings = self.state.get("doctor_after_fix", findings)
+            if not self.state.get("doctor_without_fixed"):  # a CLI from before the "fixed" list
+                report["fixed"] = [f["check"] for f in findings if f.get("fixed")]
         ok = all(f["status"] != "fail" for f in findings)
-        emit({"ok": ok, "findings": findings})
+        emit({"ok": ok, **report})
         return 0 if ok else 3
 
     def generate(self, args: argparse.Namespace) -> int:

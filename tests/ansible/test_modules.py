@@ -35,7 +35,8 @@ def test_upgrade_changes_digest_and_reports_steps(fake_host: FakeHost, run_modul
     report = run.result["services"][0]
     assert (report["result"], report["from"], report["to"]) == ("upgraded", OLD_REF, new_ref())
     assert [s["name"] for s in report["steps"]][:2] == ["pull", "preflight"]
-    assert report["vm_after"]["running_guests"] == ["tiny"]
+    assert report["vm_after"]["guests"] == {"tiny": "running"}
+    assert report["guests"] == {"running_before": 1, "running_after": 1, "kept": 1}
     assert fake_host.calls() == [["upgrade", "nova-libvirt", "--json"]]
 
 
@@ -205,7 +206,7 @@ def test_status_sets_facts_and_keeps_new_fields(fake_host: FakeHost, run_module:
 
 # ---------------------------------------------------------------- doctor
 FAIL = {"check": "module ebtables", "status": "fail", "message": "not loaded", "fix": "modprobe ebtables"}
-OK = {"check": "module ebtables", "status": "ok", "message": "loaded now", "fix": ""}
+OK = {"check": "module ebtables", "status": "ok", "message": "loaded now", "fix": "", "fixed": True}
 WARN = {"check": "cgroups", "status": "warn", "message": "legacy layout", "fix": ""}
 
 
@@ -227,6 +228,22 @@ def test_doctor_fix_runs_only_when_needed_and_reports_fixed(fake_host: FakeHost,
     run = run_module("doctor", {"fix": True, "executable": str(fake_host.cli)})
     assert (run.rc, run.result["changed"], run.result["fixed"]) == (0, True, ["module ebtables"])
     assert fake_host.calls() == [["doctor", "--json"], ["doctor", "--fix", "--json"]]
+
+
+def test_doctor_fix_reports_what_the_cli_says_it_fixed(fake_host: FakeHost, run_module: Any) -> None:
+    rebuilt = {
+        "check": "upgrade state",
+        "status": "ok",
+        "message": "rebuilt from what runs",
+        "fix": "",
+        "fixed": True,
+    }
+    fake_host.update(doctor=[FAIL], doctor_after_fix=[OK, rebuilt])
+    run = run_module("doctor", {"fix": True, "executable": str(fake_host.cli)})
+    assert run.result["fixed"] == ["module ebtables", "upgrade state"]  # the state was no failed check
+    fake_host.update(doctor_without_fixed=True)
+    run = run_module("doctor", {"fix": True, "executable": str(fake_host.cli)})
+    assert run.result["fixed"] == ["module ebtables"]  # an older CLI: failed before, passes now
 
 
 def test_doctor_fix_in_check_mode_only_checks(fake_host: FakeHost, run_module: Any) -> None:

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.ansible.conftest import BIN, FakeHost, make_fake_host
+from compute_units_dev.collection import BIN
+from tests.ansible.conftest import FakeHost, make_fake_host
 
 HOOKS = Path(__file__).with_name("hooks")
 FAILURE = {"failed_step": "health", "reason": "nova-libvirt.service inactive after start"}
@@ -128,7 +129,7 @@ def test_all_healthy_all_upgraded(fleet: Fleet) -> None:
     assert run.report["summary"] == {"upgraded": 5}
     assert "FLEET REPORT" in run.output
     calls = fleet.hosts["node3"].calls()
-    assert calls == [["doctor", "--json"], ["pull", "--json"], ["upgrade", "--all", "--json"]]
+    assert calls == [["doctor", "--json"], ["pull", "--all", "--json"], ["upgrade", "--all", "--json"]]
 
 
 def recap(run: Run, host: str) -> str:

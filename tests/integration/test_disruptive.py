@@ -4,15 +4,12 @@ restart a running `disruptive:` service without --allow-disruptive, and restart 
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 
 import pytest
 
-from tests.harness.node import Node
-from tests.integration.conftest import Image
-
-pytestmark = pytest.mark.integration
+from compute_units_dev.node import Node
+from tests.harness.fixtures import Image, cu
 
 REASON = "its restart cuts every VM's network"
 NAMES = ("ovsdb-server", "ovs-vswitchd")
@@ -26,10 +23,6 @@ def specs(images: dict[str, Image]) -> dict[str, str]:
         "ovs-vswitchd": f"description: ovs-vswitchd (stand-in)\nimage: {v1}\nhost_namespaces: [network]\n"
         f'requires: [ovsdb-server]\ndisruptive: "{REASON}"\n',
     }
-
-
-def cu(node: Node, *args: str) -> subprocess.CompletedProcess[str]:
-    return node.run(["compute-units", *args], check=False)
 
 
 def invocations(node: Node) -> dict[str, str]:

@@ -20,10 +20,8 @@ import pytest
 import yaml
 
 from compute_units import options
-from tests.harness.node import REPO, Node
-from tests.integration.conftest import Image
-
-pytestmark = pytest.mark.integration
+from compute_units_dev.node import REPO, Node
+from tests.harness.fixtures import Image
 
 EXAMPLES = REPO / "examples/services"
 SERVICES = sorted(p.stem for p in EXAMPLES.glob("*.yaml"))

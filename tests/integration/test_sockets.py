@@ -13,32 +13,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness.images import Builder, Registry
-from tests.harness.libvirt import LibvirtImages, libvirt_images
-from tests.harness.node import Node
-from tests.harness.rpc import NewConnections
-from tests.integration.test_upgrade_vm import libvirt_spec
-
-pytestmark = [pytest.mark.integration, pytest.mark.vm]
-
-SOCKETS = """  - {source: /var/cache/libvirt, target: /var/cache/libvirt, create: true}
-sockets:
-  - {path: /run/libvirt/libvirt-sock, name: libvirtd.socket, mode: "0600"}
-  - {path: /run/libvirt/libvirt-sock-ro, name: libvirtd-ro.socket, mode: "0666"}
-  - {path: /run/libvirt/libvirt-admin-sock, name: libvirtd-admin.socket, mode: "0600"}
-"""
-UNITS = [
-    "nova-libvirt-libvirtd.socket",
-    "nova-libvirt-libvirtd-ro.socket",
-    "nova-libvirt-libvirtd-admin.socket",
-]
-
-
-def held_spec(reference: str) -> str:
-    """The libvirt spec of test_upgrade_vm with the cache kept and the three sockets held."""
-    text = libvirt_spec(reference)
-    anchor = "devices: [/dev/kvm]\n"
-    return text.replace(anchor, SOCKETS + anchor)
+from compute_units_dev.images import Builder, Registry
+from compute_units_dev.libvirt import LibvirtImages, libvirt_images
+from compute_units_dev.node import Node
+from compute_units_dev.rpc import NewConnections
+from compute_units_dev.specs import SOCKET_UNITS as UNITS
+from compute_units_dev.specs import held_spec
 
 
 @pytest.fixture(scope="module")

@@ -73,3 +73,10 @@ def test_docs_list_the_same_exit_codes() -> None:
     text = (PACKAGE.parent / "docs" / "cli.md").read_text()
     for code in ExitCode:
         assert f"| {int(code)} | {code.meaning} |" in text
+
+
+def test_docs_list_every_command_once() -> None:
+    text = (PACKAGE.parent / "docs" / "cli.md").read_text()
+    rows = [line.split("`")[1].split()[0] for line in text.splitlines() if line.startswith("| `")]
+    commands = [r for r in rows if not r.startswith("-")]
+    assert sorted(commands) == sorted(name for name, _ in COMMANDS)

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from compute_units import disruptive, doctor, install, lean, render, spec
+from compute_units.apply import refuse_disruptive_changes
 from compute_units.cli import app
-from compute_units.commands.lifecycle import refuse_disruptive_changes
 from compute_units.model import ServiceSet
 from tests.unit.fakes import unit_state
 
@@ -144,12 +144,3 @@ def test_list_and_doctor_show_it(tmp_path: Path) -> None:
             f"{REASON}: restart, upgrade and apply refuse to restart it without --allow-disruptive",
         )
     ]
-
-
-@pytest.mark.parametrize(
-    ("inspected", "number"), [(15, 15), ("SIGTERM", 15), ("SIGKILL", 9), ("9", 9), (None, 15), ("bogus", 15)]
-)
-def test_stop_signal_as_podman_4_and_5_inspect_it(inspected: object, number: int) -> None:
-    from compute_units.podman import signal_number
-
-    assert signal_number(inspected) == number

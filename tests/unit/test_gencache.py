@@ -3,6 +3,7 @@ of an input (spec, secret file, state, templates) means the full path again."""
 
 from __future__ import annotations
 
+import json
 import marshal
 import os
 import subprocess
@@ -35,7 +36,19 @@ def root(tmp_path: Path) -> Path:
     secrets.mkdir(parents=True)
     (secrets / "password").write_text("s3cret\n")
     (secrets / "password").chmod(0o600)
-    age(specs / "svc.yaml", specs / "other.yaml", specs, secrets / "password")
+    # the tree's podman 4.3.1 and the config of svc's image, as `compute-units pull` records them
+    podman = root / "usr/bin/podman"
+    podman.parent.mkdir(parents=True)
+    podman.write_text("")
+    record = root / "var/lib/compute-units/facts.json"
+    record.parent.mkdir(parents=True)
+    age(podman)
+    facts_data = {
+        "podman": {"binary": [(st := podman.stat()).st_ino, st.st_size, st.st_mtime_ns], "version": "4.3.1"},
+        "images": {"127.0.0.1:5000/x:1": {"entrypoint": [], "cmd": ["/usr/bin/x"]}},
+    }
+    record.write_text(json.dumps(facts_data))
+    age(specs / "svc.yaml", specs / "other.yaml", specs, secrets / "password", record)
     return root
 
 
@@ -89,7 +102,16 @@ def test_a_cached_run_writes_the_same_bytes_and_logs_the_same_lines(root: Path, 
 
 @pytest.mark.parametrize(
     "change",
-    ["spec edited", "spec added", "secret removed", "secret mode", "state written", "site template"],
+    [
+        "spec edited",
+        "spec added",
+        "secret removed",
+        "secret mode",
+        "state written",
+        "site template",
+        "facts recorded",
+        "podman replaced",
+    ],
 )
 def test_a_changed_input_means_the_full_path(root: Path, tmp_path: Path, change: str) -> None:
     generate(root, tmp_path / "a")
@@ -108,13 +130,21 @@ def test_a_changed_input_means_the_full_path(root: Path, tmp_path: Path, change:
     elif change == "secret mode":
         secret.chmod(0o644)
     elif change == "state written":
-        (root / "var/lib/compute-units").mkdir(parents=True)
+        (root / "var/lib/compute-units").mkdir(parents=True, exist_ok=True)
         (root / "var/lib/compute-units/state.json").write_text("{}")
+    elif change == "facts recorded":  # e.g. `compute-units pull` of another image
+        record = root / "var/lib/compute-units/facts.json"
+        record.write_text(record.read_text().replace("/usr/bin/x", "/usr/bin/z"))
+    elif change == "podman replaced":  # a podman package upgrade: the record's version is stale
+        (root / "usr/bin/podman").unlink()
+        (root / "usr/bin/podman").write_text("")
     else:
         (root / "etc/compute-units/templates").mkdir(parents=True)
     tree, stderr = generate(root, tmp_path / "b")
     if change == "secret removed":
         assert "svc.service" not in tree and "secret file does not exist" in stderr
+    elif change == "podman replaced":  # under a root podman is never run: left out, named
+        assert "svc.service" not in tree and "secrets depend on podman's version" in stderr
     else:
         assert described(tree) == b"Description=compute-units: svc"
 
@@ -141,7 +171,7 @@ def test_a_broken_spec_is_never_cached(root: Path, tmp_path: Path) -> None:
 
 
 def test_a_read_only_cache_directory_changes_nothing(root: Path, tmp_path: Path) -> None:
-    (root / "var").mkdir()
+    (root / "var").mkdir(exist_ok=True)
     (root / "var").chmod(0o555)
     if os.access(root / "var", os.W_OK):  # root ignores modes: a file where the directory should be
         (root / "var").chmod(0o755)

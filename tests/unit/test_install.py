@@ -113,3 +113,14 @@ def test_no_enable_leaves_the_target_unlinked(tmp_path: Path) -> None:
 def test_is_ours_only_with_the_marker() -> None:
     assert install.is_ours(MARKER + "\n[Unit]\n")
     assert not install.is_ours("[Unit]\n" + MARKER)
+
+
+def test_a_spec_error_in_json_carries_the_hint(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, stdout, _ = generate(specs(tmp_path, a=IMG + "stop_timout: 10s\n"), out, "--json")
+    data = json.loads(stdout)
+    assert code == 2
+    assert (data["ok"], data["error"], data["exit_code"]) == (False, "1 error(s) in service specs", 2)
+    assert data["hint"] == "did you mean 'stop_timeout'?"
+    assert data["diagnostics"][0]["hint"] == data["hint"]
+    assert not out.exists()

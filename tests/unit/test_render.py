@@ -17,14 +17,29 @@ from typer.testing import CliRunner
 
 from compute_units import render, spec, unitfile
 from compute_units.cli import app
+from compute_units.model import ServiceSet
 from compute_units.names import TARGET_NAME
 from compute_units.unitfile import Unit
+from tests.unit.conftest import KOLLA, HostFacts
 from tests.unit.execparse import parse_exec
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples/services"
 GOLDEN = Path(__file__).with_name("golden")
 SECRETS = ("keystone_admin_token", "nova_db_password", "rabbit_password", "nova_keystone_password")
+
+
+def with_facts(
+    services: ServiceSet, version: tuple[int, ...] = (4, 3, 1), **kwargs: Any
+) -> render.RenderOptions:
+    """Render options as facts.py would give them on a host with this podman and KOLLA images."""
+    images = {str(s.image): KOLLA for s in services}
+    return render.RenderOptions(podman_version=version, images=images, **kwargs)
+
+
+def argv_of(service: Any, options: render.RenderOptions) -> list[str]:
+    image = str(service.image)
+    return render.podman_run_argv(service, image, secrets=render.secret_plan(service, image, options))
 
 
 @pytest.fixture
@@ -80,6 +95,30 @@ def test_seed_example_matches_golden_units(tmp_path: Path, root: Path) -> None:
     for name, text in produced.items():
         assert text == (GOLDEN / name).read_text(), f"{name} differs from tests/unit/golden (UPDATE_GOLDEN=1)"
     assert (out / "multi-user.target.wants" / TARGET_NAME).readlink() == Path(f"../{TARGET_NAME}")
+    verify(out)
+
+
+NATIVE = GOLDEN / "podman-5.4"  # units that differ on podman >= 5.3: those with secrets
+
+
+def test_seed_example_on_podman_54_passes_secrets_natively(
+    tmp_path: Path, root: Path, host_facts: HostFacts
+) -> None:
+    host_facts.version = "podman version 5.4.2"
+    out = tmp_path / "out"
+    generate(EXAMPLES, root, out)
+    produced = {
+        p.name: p.read_text().replace(str(EXAMPLES), "EXAMPLES") for p in out.iterdir() if p.is_file()
+    }
+    native = ("nova-compute.service", "nova-network.service")
+    if os.environ.get("UPDATE_GOLDEN"):
+        NATIVE.mkdir(exist_ok=True)
+        for name in native:
+            (NATIVE / name).write_text(produced[name])
+    for name, text in produced.items():
+        expected = (NATIVE if name in native else GOLDEN) / name
+        assert text == expected.read_text(), f"{name} differs from {expected} (UPDATE_GOLDEN=1)"
+    assert host_facts.asked == ["--version"]  # no image config is needed natively
     verify(out)
 
 
@@ -151,10 +190,10 @@ def test_seed_units_have_the_seed_flags(tmp_path: Path, root: Path) -> None:
         assert f"--volume={volume}" in argv
     compute = services.get("nova-compute")
     assert compute is not None
-    argv = render.podman_run_argv(compute, str(compute.image))
+    argv = argv_of(compute, with_facts(services))
     assert "--env=RABBIT_USERID=stackrabbit" in argv
     assert not [a for a in argv if "-VALUE" in a]
-    assert "-VALUE" not in render.render_service(compute, render.RenderOptions())
+    assert "-VALUE" not in render.render_service(compute, with_facts(services))
     assert (
         "--secret=compute-units.nova-compute.NOVA_DB_PASSWORD,type=mount,mode=0400,target=NOVA_DB_PASSWORD"
         in argv
@@ -180,9 +219,9 @@ def test_unit_model_prints_sections_in_order() -> None:
 
 def test_service_unit_decides_every_line(root: Path) -> None:
     services, _ = spec.load(spec.discover([EXAMPLES]), root=root)
-    text = render.render_all(services)
+    text = render.render_all(services, with_facts(services))
     for service in services:
-        unit = render.service_unit(service, render.RenderOptions())
+        unit = render.service_unit(service, with_facts(services))
         assert unit.name == service.unit
         assert [s.name for s in unit.sections] == ["Unit", "Service", "Install"]
         assert unit.text == text[service.unit]  # the built-in template prints the model as it is
@@ -250,7 +289,7 @@ def test_exec_start_round_trips_exact_argv(tmp_path: Path, root: Path) -> None:
     assert service is not None
     expected = [
         a.replace("%t", "/run").replace("%n", "tricky.service") if isinstance(a, render.Specified) else a
-        for a in render.podman_run_argv(service, str(service.image))
+        for a in argv_of(service, with_facts(services))
     ]
     assert parse_exec(unit, "ExecStart", "tricky.service") == [expected]
     assert expected[-len(TRICKY) :] == TRICKY
@@ -279,6 +318,10 @@ def test_template_override_by_name(tmp_path: Path, root: Path) -> None:
     assert (out / TARGET_NAME).read_text() == golden(TARGET_NAME)
 
 
+def without_secrets_marker(text: str) -> str:
+    return "".join(line for line in text.splitlines(keepends=True) if not line.startswith("# Secrets: "))
+
+
 # the built-in templates as they were before the unit model (its variables, not `unit`)
 BEFORE_MODEL = Path(__file__).with_name("templates-before-model")
 
@@ -295,18 +338,26 @@ def test_overrides_written_before_the_unit_model_still_work(tmp_path: Path, root
     for name in ("nova-compute.service", "nova-libvirt.service", "nova-network.service"):
         alias = f"Alias={name.removesuffix('.service')}-alias.service"
         expected = without_socket_ties(golden(name)).replace("[Install]\n", f"[Install]\n{alias}\n")
-        assert (out / name).read_text() == expected
+        # they print their own header: without the secrets marker (`status` shows no mode then)
+        assert (out / name).read_text() == without_secrets_marker(expected)
     assert (out / TARGET_NAME).read_text() == without_socket_ties(golden(TARGET_NAME))
     # every variable they use still has its old value: unchanged, they print the very same units,
     # except what came after them (sockets: Requires=/After=/Wants= of socket units)
     (templates / "service.j2").write_text(old)
     generate(EXAMPLES, root, out)
-    builtin = {p.name: without_socket_ties(p.read_text()) for p in out.iterdir() if p.is_file()}
+    builtin = {
+        p.name: without_socket_ties(without_secrets_marker(p.read_text()))
+        for p in out.iterdir()
+        if p.is_file()
+    }
     generate(EXAMPLES, root, out, "--templates", str(templates))
     assert {p.name: p.read_text() for p in out.iterdir() if p.is_file()} == builtin
     services, _ = spec.load(spec.discover([EXAMPLES]), root=root)
-    pinned = render.RenderOptions(pins={"nova-libvirt": "r.example/libvirt@sha256:1"}, start_limit_burst=3)
-    builtin = {n: without_socket_ties(t) for n, t in render.render_all(services, pinned).items()}
+    pinned = with_facts(services, pins={"nova-libvirt": "r.example/libvirt@sha256:1"}, start_limit_burst=3)
+    builtin = {
+        k: without_socket_ties(without_secrets_marker(v))
+        for k, v in render.render_all(services, pinned).items()
+    }
     assert builtin == render.render_all(services, dataclasses.replace(pinned, template_dirs=(templates,)))
 
 
@@ -417,18 +468,20 @@ def test_random_valid_specs_render_units_that_verify(
     for name, content in files.items():
         (specs / name).write_text(content)
     services, _ = spec.load(spec.discover([specs]))
-    units = render.render_all(services)
-    out = base / "out"
-    out.mkdir()
-    for name, content in units.items():
-        (out / name).write_text(content)
-    verify(out)
-    for service in services:
-        expected = [
-            a.replace("%t", "/run").replace("%n", service.unit) if isinstance(a, render.Specified) else a
-            for a in render.podman_run_argv(service, str(service.image))
-        ]
-        assert parse_exec(units[service.unit], "ExecStart", service.unit) == [expected]
+    for version in ((4, 3, 1), (5, 4, 2)):
+        options = with_facts(services, version)
+        units = render.render_all(services, options)
+        out = base / f"out-{version[0]}"
+        out.mkdir()
+        for name, content in units.items():
+            (out / name).write_text(content)
+        verify(out)
+        for service in services:
+            expected = [
+                a.replace("%t", "/run").replace("%n", service.unit) if isinstance(a, render.Specified) else a
+                for a in argv_of(service, options)
+            ]
+            assert parse_exec(units[service.unit], "ExecStart", service.unit) == [expected]
 
 
 SOCKETS_SPEC = """image: 127.0.0.1:5000/x/daemon:1
@@ -482,22 +535,24 @@ def test_sockets_become_socket_units_tied_to_the_service(tmp_path: Path, root: P
     for name in sockets:
         assert f"Requires={name}\nAfter={name}\n" in text
         assert f"Wants={name}\n" in (out / TARGET_NAME).read_text()
-    # one entrypoint: the secrets, then LISTEN_PID (the shell's own PID, kept by exec), then command
+    # podman < 5.3: one entrypoint, the secrets loader, which also sets LISTEN_PID (the shell's own
+    # PID, kept by exec), then runs the image's ENTRYPOINT with command: in place of CMD
     (argv,) = parse_exec(text, "ExecStart", "daemon.service")
-    assert (
-        "--entrypoint="
-        + json_argv(
-            [
-                "/bin/sh",
-                "-c",
-                'TOKEN="$(cat /run/secrets/TOKEN)" && export TOKEN && LISTEN_PID=$$ && export LISTEN_PID && exec "$@"',
-                "compute-units-secrets",
-            ]
-        )
-        in argv
+    script = (
+        'TOKEN="$(cat /run/secrets/TOKEN)" && export TOKEN && LISTEN_PID=$$ && export LISTEN_PID && exec "$@"'
     )
+    loader = ["/bin/sh", "-c", script, "compute-units-secrets", *KOLLA.entrypoint]
+    assert [a for a in argv if a.startswith("--entrypoint")] == ["--entrypoint=" + json_argv(loader)]
     assert argv[-2:] == ["/usr/sbin/daemon", "--listen"]
     verify(out)
+    # podman >= 5.3: secrets are podman's (type=env); the LISTEN_PID shim is the entrypoint
+    native = argv_of(service, with_facts(services, (5, 4, 2)))
+    shim = ["/bin/sh", "-c", 'LISTEN_PID=$$ && export LISTEN_PID && exec "$@"', "compute-units-sockets"]
+    assert [a for a in native if a.startswith(("--entrypoint", "--secret"))] == [
+        "--secret=token,type=env,target=TOKEN",
+        "--entrypoint=" + json_argv(shim),
+    ]
+    assert native[-2:] == ["/usr/sbin/daemon", "--listen"]
 
 
 def test_sockets_outside_the_host_pid_namespace_need_no_entrypoint(tmp_path: Path, root: Path) -> None:
@@ -509,7 +564,7 @@ def test_sockets_outside_the_host_pid_namespace_need_no_entrypoint(tmp_path: Pat
     assert service is not None
     # podman's LISTEN_PID=1 is right: the image's entrypoint is the container's PID 1
     assert not [a for a in render.podman_run_argv(service, "i") if a.startswith("--entrypoint")]
-    assert render.entrypoint_argv(service) is None
+    assert render.shim_argv(service, None) is None
 
 
 def json_argv(argv: list[str]) -> str:

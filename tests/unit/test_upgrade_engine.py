@@ -209,6 +209,19 @@ def test_a_guest_that_is_paused_afterwards_fails_the_post_check(world: FakeWorld
     assert store.entries[-1]["vm_check"] == ["guest tiny is paused (was running)"]
 
 
+def test_the_report_gives_the_guests_kept_figure(world: FakeWorld) -> None:
+    store, services = FakeStore(world), service(keeps_vms=True)
+    world.qemu = [Process(77, "qemu-system-x86", "/machine.slice/m.scope", 5)]
+    world.guests = {"tiny": "running", "idle": "shut off"}
+    report = engine(world, store, services).upgrade(svc(services), f"{REG}:v2")
+    assert report.as_dict()["guests"] == {"running_before": 1, "running_after": 1, "kept": 1}
+    world.guests_after_restart = {"tiny": "paused", "idle": "shut off"}
+    with pytest.raises(RolledBack):
+        engine(world, store, services).upgrade(svc(services), f"{REG}:v3")
+    assert store.entries[-1]["guests"] == {"running_before": 1, "running_after": 0, "kept": 1}
+    assert engine(world, store, service()).upgrade(svc(service()), f"{REG}:v1").as_dict()["guests"] is None
+
+
 def test_a_rollback_is_post_checked_too(world: FakeWorld) -> None:
     store, services = FakeStore(world), service(keeps_vms=True)
     world.qemu = [Process(77, "qemu-system-x86", "/machine.slice/m.scope", 5)]
@@ -228,6 +241,19 @@ def test_preflight_refuses_without_machined_guests(world: FakeWorld) -> None:
         engine(world, store, services).upgrade(svc(services), f"{REG}:v2")
     assert "qemu PID 77 is inside svc.service's cgroup and would be killed with it" in refused.value.message
     assert store.saved is None
+
+
+def test_preflight_names_the_cause_on_cgroup2_without_controllers(world: FakeWorld) -> None:
+    store, services = FakeStore(world), service(keeps_vms=True)
+    world.qemu = [Process(77, "qemu-system-x86", "/system.slice/svc.service/libpod-payload-1", 5)]
+    world.cgroup2_controllers = []
+    with pytest.raises(PreflightRefused) as refused:
+        engine(world, store, services).upgrade(svc(services), f"{REG}:v2")
+    assert refused.value.message == (
+        "svc: refusing to restart: qemu PID 77 is inside svc.service's cgroup and would be killed with "
+        "it (this host's cgroup2 offers no controllers, so libvirt gives guests no machine scope: "
+        "compute-units doctor); nothing was changed"
+    )
 
 
 def test_a_reboot_mid_upgrade_settles_on_the_committed_image(world: FakeWorld) -> None:
@@ -296,13 +322,13 @@ def with_socket(services: ServiceSet) -> ServiceSet:
     return ServiceSet((replace(svc(services), sockets=(Socket("svc.socket", port=80),)),))
 
 
-def sockets_of(service: Service) -> dict[str, str]:
-    return {name: f"socket unit {name}" for name in service.socket_units}
+def with_sockets(service: Service, pin: str | None) -> dict[str, str]:
+    return {**render_pin(service, pin), **{name: f"socket unit {name}" for name in service.socket_units}}
 
 
 def test_the_pin_writes_the_socket_units_and_the_restart_leaves_them_alone(world: FakeWorld) -> None:
     store, services = FakeStore(world), with_socket(service())
-    upgrader = Upgrader(world.effects(store), services, render_pin, render_sockets=sockets_of)
+    upgrader = Upgrader(world.effects(store), services, with_sockets)
     assert upgrader.upgrade(svc(services), f"{REG}:v2").result == "upgraded"
     assert "write svc-svc.socket" in world.log
     assert [line for line in world.log if "svc-svc.socket" in line] == ["write svc-svc.socket"]
@@ -311,7 +337,7 @@ def test_the_pin_writes_the_socket_units_and_the_restart_leaves_them_alone(world
 def test_a_socket_found_closed_after_the_restart_is_never_committed(world: FakeWorld) -> None:
     store, services = FakeStore(world), with_socket(service())
     world.closed_sockets.add("svc-svc.socket")  # and it stays closed: the rollback cannot fix it either
-    upgrader = Upgrader(world.effects(store), services, render_pin, render_sockets=sockets_of)
+    upgrader = Upgrader(world.effects(store), services, with_sockets)
     with pytest.raises(ComputeUnitsError) as failed:
         upgrader.upgrade(svc(services), f"{REG}:v2")
     assert failed.value.message == (
@@ -321,6 +347,15 @@ def test_a_socket_found_closed_after_the_restart_is_never_committed(world: FakeW
         "svc-svc.socket is inactive/dead: svc's socket is not held; rollback also failed: "
         "svc-svc.socket is inactive/dead: svc's socket is not held"
     )
+
+
+def test_history_entries_have_the_keys_state_py_documents(world: FakeWorld) -> None:
+    from compute_units import state
+
+    store, services = FakeStore(world), service()
+    engine(world, store, services).upgrade(svc(services), f"{REG}:v2")
+    doc = (state.__doc__ or "").split("appended:", 1)[1].split("(", 1)[0]
+    assert sorted(store.entries[0]) == sorted(k.strip() for k in doc.split(","))
 
 
 # --- disruptive services: upgrade and rollback need --allow-disruptive ----------------------------
@@ -411,3 +446,13 @@ def test_a_rollback_of_a_disruptive_service_is_refused_without_consent(world: Fa
         engine(world, store, services).upgrade(vswitchd, f"{OVS}:v1@{D1}", kind="rollback")
     assert refused.value.message.startswith("refusing to rollback ovs-vswitchd: ovs-vswitchd is disruptive")
     assert world.running["ovs-vswitchd.service"] == f"{OVS}:v2@{D2}"
+
+
+def test_a_pull_of_a_tag_that_resolves_to_what_runs_or_was_pulled_is_nothing_new(world: FakeWorld) -> None:
+    store, services = FakeStore(world), service()
+    up = engine(world, store, services)
+    assert up.prepull(svc(services)) == (f"{REG}:v1@{D1}", True, "the spec's image")  # not pinned yet
+    assert up.prepull(svc(services)) == (f"{REG}:v1@{D1}", False, "the spec's image")  # pulled before
+    up.upgrade(svc(services), f"{REG}:v2")
+    assert up.prepull(svc(services), f"{REG}:v2")[1] is False  # runs it
+    assert up.prepull(svc(services), f"{REG}:v3")[1] is True

@@ -33,6 +33,7 @@ options:
 
 import json
 import os
+import time
 
 from ansible.plugins.callback import CallbackBase
 
@@ -47,9 +48,15 @@ HOST_RESULTS = {
 def service_summary(report):
     """One service: result, from/to, step timings, guests kept (same qemu PID and start time)."""
     before = (report.get("vm_before") or {}).get("qemu") or []
-    after = (report.get("vm_after") or {}).get("qemu") or []
-    alive = set((q.get("pid"), q.get("start_time")) for q in after)
-    kept = [q.get("pid") for q in before if (q.get("pid"), q.get("start_time")) in alive]
+    after = report.get("vm_after") or {}
+    figure = report.get("guests") or {}
+    if figure:
+        running_before, kept = figure.get("running_before"), figure.get("kept")
+    else:  # a CLI without the figure: count from the snapshots
+        alive = set((q.get("pid"), q.get("start_time")) for q in after.get("qemu") or [])
+        running_before = len(before)
+        kept = len([q for q in before if (q.get("pid"), q.get("start_time")) in alive])
+    guests_after = after.get("guests") or {}
     return dict(
         service=report.get("service"),
         result=report.get("result"),
@@ -59,9 +66,9 @@ def service_summary(report):
         reason=report.get("reason"),
         steps=[dict(name=s.get("name"), ms=s.get("ms"), ok=s.get("ok")) for s in report.get("steps") or []],
         guests=dict(
-            before=len(before),
-            kept=len(kept),
-            running_after=(report.get("vm_after") or {}).get("running_guests"),
+            before=running_before or 0,
+            kept=kept or 0,
+            running_after=sorted(name for name, state in guests_after.items() if state == "running"),
             problems=report.get("vm_check") or [],
         ),
     )
@@ -97,6 +104,7 @@ class CallbackModule(CallbackBase):
         self.play_name = None
         self.batch = 0
         self.playbook = None
+        self.plays = []
 
     # ------------------------------------------------------------------ events
     def v2_playbook_on_start(self, playbook):
@@ -105,6 +113,8 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_play_start(self, play):
         name = play.get_name()
         self.batch = self.batch + 1 if name == self.play_name else 1
+        self.end_play()
+        self.plays.append(dict(play=name, batch=self.batch if play.serial else None, started=time.monotonic()))
         self.play_name = name
         try:
             inventory = play.get_variable_manager()._inventory
@@ -137,6 +147,7 @@ class CallbackModule(CallbackBase):
         entry["message"] = result._result.get("msg")
 
     def v2_playbook_on_stats(self, stats):
+        self.end_play()
         report = self.report()
         self.print_report(report)
         path = self.get_option("path")
@@ -147,6 +158,11 @@ class CallbackModule(CallbackBase):
             self._display.display("fleet report written to %s" % path)
 
     # ------------------------------------------------------------------ helpers
+    def end_play(self):
+        """Wall seconds of the play (one batch of a serial play) that ran last."""
+        if self.plays and "seconds" not in self.plays[-1]:
+            self.plays[-1]["seconds"] = round(time.monotonic() - self.plays[-1].pop("started"), 3)
+
     def entry(self, host):
         if host not in self.hosts:
             self.hosts[host] = dict(
@@ -179,7 +195,7 @@ class CallbackModule(CallbackBase):
         summary = {}
         for row in hosts:
             summary[row["result"]] = summary.get(row["result"], 0) + 1
-        return dict(playbook=self.playbook, hosts=hosts, summary=summary)
+        return dict(playbook=self.playbook, hosts=hosts, summary=summary, plays=self.plays)
 
     def print_report(self, report):
         self._display.banner("FLEET REPORT")

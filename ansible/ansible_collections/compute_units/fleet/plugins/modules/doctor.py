@@ -95,7 +95,11 @@ def main():
         before = set(names(findings, "fail"))
         cli = run(module, ["doctor", "--fix"])
         findings = findings_of(cli)
-        fixed = sorted(before - set(names(findings, "fail")))
+        data = cli.data if isinstance(cli.data, dict) else {}
+        if isinstance(data.get("fixed"), list):  # what the CLI says it repaired
+            fixed = sorted(data["fixed"])
+        else:  # an older CLI: what failed before and passes now
+            fixed = sorted(before - set(names(findings, "fail")))
     failed = names(findings, "fail")
     result = dict(
         changed=bool(fixed),

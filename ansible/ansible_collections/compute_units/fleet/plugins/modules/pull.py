@@ -18,7 +18,7 @@ version_added: 0.1.0
 author: Compute Units Developers (@compute-units)
 options:
   services:
-    description: Services whose images to pull. Without O(services) and O(all) the CLI pulls for every service.
+    description: Services whose images to pull. Give O(services) or O(all); with neither, the CLI exits 2.
     type: list
     elements: str
   all:

@@ -1,0 +1,156 @@
+"""Rolling upgrade of a fleet of sandbox nodes with `ansible-playbook compute_units.fleet.rolling_upgrade`.
+
+Issue #13 item 6. One run of this script, on one fleet (tests/harness/fleet.py, reached through
+the collection's nsenter connection):
+
+1. the single-node upgrade window W: the playbook against one node (`--limit`), phase 2's wall time
+   (the batch's play: reach, upgrade; the report's `plays`);
+2. the whole fleet with batch sizes 1, 5 and 20 (`serial`): phase 2's wall time against
+   batches x W (goal < 2x), and the whole playbook's;
+3. pre-pull against pulling inside the serial phase: batch size 5 again with
+   `compute_units_prepull=false` (each node's upgrade pulls in its batch).
+
+Every run upgrades every node to an image none of them has (the previous target is removed from
+every store first): the stand-in service plus PAD_MB of incompressible data (--pad-mb), so a pull
+costs what a layer of that size costs here. Each node runs two services from that image
+(nova-compute and nova-network stand-ins).
+
+Run: python -m bench.bench_fleet [--nodes 20] [--batches 1,5,20] [--pad-mb 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from compute_units_dev.collection import BIN, install_collection
+from compute_units_dev.fleet import Fleet, FleetNode, boot_fleet, parallel, play
+from compute_units_dev.images import Builder
+
+REPORT = Path(__file__).resolve().parents[1] / "build/bench/fleet.json"
+
+
+def pad_images(fleet: Fleet, pad_mb: int) -> list[str]:
+    """Two padded stand-in images (A, B), built once in the registry node and pushed."""
+    builder = Builder(fleet.registry_node)
+    svc = builder.build("svc", builder.busybox_base(), {"VERSION": "pad"})
+    references = []
+    for seed in ("a", "b"):
+        local = builder.build("pad", svc, {"PAD_MB": str(pad_mb), "SEED": seed})
+        fleet.registry.push(local, "cu-test/fleet-pad", seed)
+        references.append(fleet.registry.reference("cu-test/fleet-pad", seed))
+    return references
+
+
+def target(fleet: Fleet, reference: str, nodes: list[FleetNode]) -> None:
+    """Point the specs at `reference` and remove it from every store (the pull must be real)."""
+
+    def one(n: FleetNode) -> None:
+        n.node.run(["podman", "rmi", "--ignore", reference], check=False)
+        n.write_specs(reference)
+
+    parallel(one, nodes)
+
+
+def phases(report: dict[str, Any]) -> tuple[float, float, int]:
+    """(phase 1 s, phase 2 s, batches) from the fleet report's plays."""
+    plays = report.get("plays") or []
+    prepare = sum(p["seconds"] for p in plays if p["batch"] is None)
+    serial = [p for p in plays if p["batch"] is not None]
+    return prepare, sum(p["seconds"] for p in serial), len(serial)
+
+
+def run(
+    fleet: Fleet, directory: Path, serial: int, *extra: str, variables: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    inventory = fleet.inventory(directory / "inventory.ini")
+    result = play(
+        BIN,
+        install_collection(),
+        inventory,
+        directory,
+        {"compute_units_serial": [serial], **(variables or {})},
+        *extra,
+    )
+    if result.rc != 0:
+        raise SystemExit(f"play failed (rc {result.rc}):\n{result.output[-4000:]}")
+    prepare, upgrade, batches = phases(result.report)
+    results = {h["result"] for h in result.report["hosts"]}
+    return {
+        "wall_s": round(result.seconds, 1),
+        "phase1_s": round(prepare, 1),
+        "phase2_s": round(upgrade, 1),
+        "batches": batches,
+        "results": sorted(results),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--nodes", type=int, default=20)
+    parser.add_argument("--batches", default="1,5,20")
+    parser.add_argument("--pad-mb", type=int, default=32)
+    parser.add_argument("--release", default="bookworm")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.batches.split(",")]
+    started = time.monotonic()
+    fleet = boot_fleet(args.release, args.nodes, libvirt_hosts=())
+    print(
+        f"fleet of {args.nodes}: booted with images in {fleet.boot_s:.1f} s, deployed in {fleet.deploy_s:.1f} s"
+    )
+    rows: dict[str, Any] = {"nodes": args.nodes, "pad_mb": args.pad_mb, "boot_s": round(fleet.boot_s, 1)}
+    try:
+        pads = pad_images(fleet, args.pad_mb)
+        with tempfile.TemporaryDirectory() as tmp:
+            directory = Path(tmp)
+            flip = 0
+            for size in sizes:
+                target(fleet, pads[flip], fleet.nodes)
+                rows[f"serial {size}"] = run(fleet, directory, size)
+                print(f"serial {size}: {rows[f'serial {size}']}", flush=True)
+                flip = 1 - flip
+            target(fleet, pads[flip], fleet.nodes)
+            rows["serial 5, no pre-pull"] = run(
+                fleet, directory, 5, variables={"compute_units_prepull": False}
+            )
+            print(f"serial 5, no pre-pull: {rows['serial 5, no pre-pull']}", flush=True)
+            flip = 1 - flip
+            first = fleet.nodes[0]
+            target(fleet, pads[flip], [first])
+            rows["single node"] = single = run(fleet, directory, 1, "--limit", first.host)
+            print(f"single node: {single}", flush=True)
+    finally:
+        fleet.shutdown()
+    window = rows["single node"]["phase2_s"]
+    print(f"\nsingle-node upgrade window W (phase 2 of a one-node run): {window:.1f} s")
+    print(
+        f"{'batch size':>10} {'batches':>7} {'phase 2':>8} {'batches x W':>11} {'ratio':>6} {'phase 1':>8} {'wall':>7}"
+    )
+    for size in sizes:
+        row = rows[f"serial {size}"]
+        ideal = row["batches"] * window
+        row["ratio"] = round(row["phase2_s"] / ideal, 2)
+        print(
+            f"{size:>10} {row['batches']:>7} {row['phase2_s']:>7.1f}s {ideal:>10.1f}s {row['ratio']:>6.2f} "
+            f"{row['phase1_s']:>7.1f}s {row['wall_s']:>6.1f}s"
+        )
+    pre, nopre = rows.get("serial 5"), rows["serial 5, no pre-pull"]
+    if pre:
+        print(
+            f"pre-pull: phase 1 {pre['phase1_s']:.1f} s + phase 2 {pre['phase2_s']:.1f} s = {pre['wall_s']:.1f} s wall; "
+            f"pulling in the batches: phase 1 {nopre['phase1_s']:.1f} s + phase 2 {nopre['phase2_s']:.1f} s = "
+            f"{nopre['wall_s']:.1f} s wall"
+        )
+    rows["single_node_window_s"] = window
+    rows["total_s"] = round(time.monotonic() - started, 1)
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    REPORT.write_text(json.dumps(rows, indent=2) + "\n")
+    print(f"written to {REPORT} ({rows['total_s']:.0f} s in all)")
+
+
+if __name__ == "__main__":
+    main()
