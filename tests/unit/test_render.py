@@ -139,13 +139,26 @@ VARIANTS = {
 }
 
 
+# every libvirt daemon's sockets, held by systemd; none is named as a distribution's unit (virtqemud.socket)
+HELD = {
+    "monolithic": [f"nova-libvirt-libvirtd{n}.socket" for n in ("-admin", "-ro", "")],
+    "modular": sorted(
+        [f"nova-virtlogd-virtlogd{n}.socket" for n in ("-admin", "")]
+        + [
+            f"nova-{d}-{d}{n}.socket"
+            for d in ("virtnodedevd", "virtproxyd", "virtqemud", "virtsecretd")
+            for n in ("-admin", "-ro", "")
+        ]
+    ),
+}
+
+
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_present_day_examples_render_units_systemd_accepts(tmp_path: Path, variant: str) -> None:
     out = tmp_path / "out"
     generate(COMPUTE_NODE / variant, tmp_path, out)
     assert sorted(p.stem for p in out.glob("*.service")) == VARIANTS[variant]
-    held = {"monolithic": ["libvirtd-admin", "libvirtd-ro", "libvirtd"], "modular": []}[variant]
-    assert sorted(p.name for p in out.glob("*.socket")) == [f"nova-libvirt-{n}.socket" for n in held]
+    assert sorted(p.name for p in out.glob("*.socket")) == HELD[variant]
     verify(out)
 
 
