@@ -65,6 +65,7 @@ demo: deps
 bench: deps
 	$(PY) -m bench.bench_generate
 	$(PY) -m bench.bench_vm --reps 20
+	$(PY) -m bench.bench_sockets --reps 20
 	$(PY) -m bench.bench_fleet
 
 rpm: deps

@@ -17,7 +17,7 @@ from pathlib import Path
 from .errors import InstallError
 from .names import MARKER, TARGET_NAME
 
-UNIT_SUFFIXES = (".service", ".target")
+UNIT_SUFFIXES = (".service", ".socket", ".target")
 WANTS_DIR = "multi-user.target.wants"
 
 

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import disruptive
 from .errors import NotRootError
@@ -57,7 +57,8 @@ def lifecycle(
         chosen = [s for s in services if s.name in wanted]
     units = [s.unit for s in chosen]
     if verb == "stop":
-        units.reverse()
+        # a socket left listening would start the service again at the next client: stop it first
+        units = [u for s in chosen for u in s.socket_units] + units[::-1]
     with Systemd.connect() as systemd:
         systemd.require_loaded(units)
         if verb == "restart":
@@ -105,8 +106,20 @@ def lifecycle_by_units(
             ]
             disruptive.check(verb, hits, allow_disruptive)
         if verb == "stop":
-            units.reverse()
+            units = _held_sockets(systemd, units, props) + units[::-1]
         return systemd.run_jobs(verb, units, timeout=timeout, settle=settle)
+
+
+def _held_sockets(systemd: Systemd, units: Sequence[str], props: dict[str, dict[bytes, Any]]) -> list[str]:
+    """The socket units of ours that `units` require (`sockets:`): stopped before the services, or
+    the next client would start a stopped service again."""
+    sockets: list[str] = []
+    for unit in units:
+        for name in map(text, props[unit].get(b"Requires", [])):
+            ours = name.endswith(".socket") and _our_unit_text(systemd.unit_properties(name)) is not None
+            if ours and name not in sockets:
+                sockets.append(name)
+    return sockets
 
 
 def _our_unit_text(unit_properties: dict[bytes, object]) -> str | None:

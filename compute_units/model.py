@@ -70,6 +70,34 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class Socket:
+    """A listening socket systemd holds for the service and passes in by socket activation.
+
+    Exactly one of `path` (a unix stream socket) and `port` (TCP) is set. `name` is the file
+    descriptor's name (FileDescriptorName=, what sd_listen_fds_with_names() reports: libvirtd
+    claims its fds by it) and names the socket unit: `<service>-<name without .socket>.socket`.
+    """
+
+    name: str
+    path: PurePosixPath | None = None
+    port: int | None = None
+    address: str | None = None  # TCP: the address to bind (default: every address)
+    mode: str | None = None  # unix: SocketMode= (octal, e.g. 0660)
+    owner: str | None = None  # unix: SocketUser=
+    group: str | None = None  # unix: SocketGroup=
+
+    @property
+    def listen(self) -> str:
+        """The ListenStream= value."""
+        if self.path is not None:
+            return str(self.path)
+        if self.address is None:
+            return str(self.port)
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
 class Health:
     command: tuple[str, ...]
     interval_ms: int = 30_000
@@ -112,11 +140,29 @@ class Service:
     disruptive: str | None = None
     preflight: Preflight = field(default_factory=Preflight)
     podman_args: tuple[str, ...] = ()
+    sockets: tuple[Socket, ...] = ()
     spec_hash: str = ""
 
     @property
     def unit(self) -> str:
         return f"{self.name}.service"
+
+    @property
+    def socket_units(self) -> list[str]:
+        """The `.socket` unit of each socket, in spec order."""
+        return [socket_unit_name(self.name, s.name) for s in self.sockets]
+
+    @property
+    def needs_listen_pid(self) -> bool:
+        """Socket activation in the host PID namespace: podman sets LISTEN_PID=1 in the container,
+        which is right only when the daemon is the container's PID 1, so compute-units' entrypoint
+        (the LISTEN_PID shim, or the secrets loader) sets it to the daemon's PID."""
+        return bool(self.sockets) and "pid" in self.host_namespaces
+
+
+def socket_unit_name(service: str, fd_name: str) -> str:
+    """nova-libvirt + libvirtd-ro.socket -> nova-libvirt-libvirtd-ro.socket"""
+    return f"{service}-{fd_name.removesuffix('.socket')}.socket"
 
 
 @dataclass(frozen=True)

@@ -249,6 +249,8 @@ def _limits(service: Service, podman_args: Sequence[str], native: bool, secrets:
         limits.append(
             "preflight checks (kernel modules, inactive host units, paths) run only in compute-units"
         )
+    if service.sockets:
+        limits.append(_sockets_limit(service))
     if service.requires:
         deps = ", ".join(f"{d}.service" for d in service.requires)
         limits.append(
@@ -263,3 +265,13 @@ def _limits(service: Service, podman_args: Sequence[str], native: bool, secrets:
         f"/etc/systemd/system/{service.unit} from it would hide this unit: install one or the other"
     )
     return limits
+
+
+def _sockets_limit(service: Service) -> str:
+    text = (
+        f"sockets: Quadlet makes no socket units; Requires=/After= name {', '.join(service.socket_units)}: "
+        "install them from `compute-units generate --output-dir DIR`"
+    )
+    if service.needs_listen_pid:
+        text += "; LISTEN_PID is set by a /bin/sh entrypoint, passed with PodmanArgs=--entrypoint="
+    return text

@@ -31,6 +31,7 @@ NATIVE_ENV_SECRETS = (5, 3)  # podman's first version whose type=env secrets ins
 SECRETS_DIR = "/run/secrets"
 SECRETS_MARKER = "# Secrets: "  # header line of units with secrets: "# Secrets: MODE (why)"
 SECRET_PREFIX = "compute-units"
+LISTEN_PID_EXPORT = "LISTEN_PID=$$ && export LISTEN_PID"  # $$: the shell's PID, kept by exec
 _VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
 
 
@@ -167,9 +168,13 @@ def loader(service: Service, entrypoint: tuple[str, ...]) -> list[str]:
 
     Its arguments are the image's ENTRYPOINT (after $0) and the CMD podman appends. Variable names
     are validated identifiers, safe in the script; trailing newlines of a secret file are dropped,
-    as by $(cat). Needs /bin/sh in the image.
+    as by $(cat). Needs /bin/sh in the image. A service with sockets in the host PID namespace
+    (`Service.needs_listen_pid`) also gets LISTEN_PID set to the daemon's PID here.
     """
-    exports = " && ".join(
+    steps = [
         f'{s.variable}="$(cat {SECRETS_DIR}/{s.variable})" && export {s.variable}' for s in service.secrets
-    )
+    ]
+    if service.needs_listen_pid:
+        steps.append(LISTEN_PID_EXPORT)
+    exports = " && ".join(steps)
     return ["/bin/sh", "-c", f'{exports} && exec "$@"', "compute-units-secrets", *entrypoint]

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import disruptive, vms
+from . import disruptive, sockets, vms
 from .effects import Effects
 from .errors import CommandError, ComputeUnitsError, ExitCode, describe
 from .model import Service, ServiceSet
@@ -100,7 +100,7 @@ class Report:
 Progress = Callable[[str], None]
 # for people at a terminal: a context in which podman may draw its own pull progress on stderr
 PullDisplay = Callable[[], AbstractContextManager[None]]
-RenderUnit = Callable[[Service, str | None], str]
+RenderUnits = Callable[[Service, str | None], Mapping[str, str]]  # its unit (and socket units) by name
 
 
 class Upgrader:
@@ -110,7 +110,7 @@ class Upgrader:
         self,
         fx: Effects,
         services: ServiceSet,
-        render_unit: RenderUnit,
+        render_units: RenderUnits,
         *,
         progress: Progress = lambda message: None,
         pull_display: PullDisplay | None = None,
@@ -120,7 +120,7 @@ class Upgrader:
         self.fx = fx
         self.allow_disruptive = allow_disruptive
         self.services = services
-        self.render_unit = render_unit
+        self.render_units = render_units
         self.progress = progress
         self.pull_display = pull_display
         self.pull_timeout = pull_timeout
@@ -410,9 +410,9 @@ class Upgrader:
         return problems
 
     def pin(self, service: Service, reference: str | None) -> None:
-        """Write this service's unit (only this one; a generator's unit reads state.json) and reload."""
+        """Write this service's unit files (and socket units; a generator's read state.json); reload."""
         if not self.fx.systemd.fragment_path(service.unit).startswith(GENERATOR_DIRS):
-            self.fx.units.write({service.unit: self.render_unit(service, reference)})
+            self.fx.units.write(self.render_units(service, reference))
         self.fx.systemd.reload()
 
     def restart(self, service: Service) -> str:
@@ -466,6 +466,7 @@ class Upgrader:
         Every try of the health command is bounded by `timeout`; the message gives the real time.
         """
         for svc in [service, *self.services.dependents(service.name)]:
+            sockets.check_held(self.fx.systemd, svc, StepFailed)
             self._gate_one(svc)
 
     def _gate_one(self, svc: Service) -> None:

@@ -47,3 +47,23 @@ mounts: [{{source: /run/libvirt, target: /run/libvirt, create: true}}]
 health: {{command: [test, -S, /run/libvirt/libvirt-sock], interval: 30s, timeout: 5s, start_period: 10s}}
 requires: [nova-libvirt]
 """
+
+
+SOCKETS = """  - {source: /var/cache/libvirt, target: /var/cache/libvirt, create: true}
+sockets:
+  - {path: /run/libvirt/libvirt-sock, name: libvirtd.socket, mode: "0600"}
+  - {path: /run/libvirt/libvirt-sock-ro, name: libvirtd-ro.socket, mode: "0666"}
+  - {path: /run/libvirt/libvirt-admin-sock, name: libvirtd-admin.socket, mode: "0600"}
+"""
+SOCKET_UNITS = [
+    "nova-libvirt-libvirtd.socket",
+    "nova-libvirt-libvirtd-ro.socket",
+    "nova-libvirt-libvirtd-admin.socket",
+]
+
+
+def held_spec(reference: str) -> str:
+    """The libvirt spec of test_upgrade_vm (libvirt_spec) with the cache kept and the three sockets held."""
+    text = libvirt_spec(reference)
+    anchor = "devices: [/dev/kvm]\n"
+    return text.replace(anchor, SOCKETS + anchor)

@@ -19,6 +19,7 @@ DIRECTORY_MARKERS = {
 }
 MODULE_MARKERS = {
     "integration/test_upgrade_vm.py": ("vm",),  # needs a KVM guest as well
+    "integration/test_sockets.py": ("vm",),  # libvirt's RPC clients (a KVM guest in bench_sockets)
     "integration/test_fleet.py": ("vm", "fleet"),  # ~20 nodes, 3 of them with KVM guests
 }
 

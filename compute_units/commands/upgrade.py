@@ -128,10 +128,13 @@ def run_upgrades(
     options = ctx.render_options(services, recorder)
     upgrader: Upgrader | None = None
 
-    def render_unit(service: Service, pin: str | None) -> str:
+    env = render.make_environment(options.template_dirs)
+
+    def render_units(service: Service, pin: str | None) -> dict[str, str]:
         # the pin was pulled just before: its ENTRYPOINT and CMD are in the local store now
         known = facts.with_image(options, service, pin or str(service.image), recorder)
-        return render.render_service(service, with_pin(known, service.name, pin))
+        unit = render.render_service(service, with_pin(known, service.name, pin), env)
+        return {service.unit: unit, **render.render_sockets(service, env)}
 
     def announce(holder: str) -> None:
         err.print(f"compute-units: waiting up to {wait:g} s for the upgrade lock ({holder})", markup=False)
@@ -153,7 +156,7 @@ def run_upgrades(
             upgrader = Upgrader(
                 fx,
                 services,
-                render_unit,
+                render_units,
                 progress=tell,
                 pull_display=pull_display,
                 pull_timeout=pull_timeout,
@@ -345,7 +348,7 @@ def pull(
         rows = []
         with Systemd.connect() as systemd:
             fx = effects.real(systemd, ctx.store(), UNIT_DIR)
-            upgrader = Upgrader(fx, loaded, lambda service, pin: "", pull_timeout=pull_timeout)
+            upgrader = Upgrader(fx, loaded, lambda service, pin: {}, pull_timeout=pull_timeout)
             for service in chosen:
                 started = time.monotonic()
                 reference, pulled, note = upgrader.prepull(service, image)

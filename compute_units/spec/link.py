@@ -23,6 +23,7 @@ def link(parsed: list[Service], broken: set[str]) -> tuple[ServiceSet, list[Diag
             )
             continue
         by_name[service.name] = service
+    diagnostics += _shared_sockets(by_name)
 
     # requires naming unknown services: drop the service (and, transitively, its dependents)
     changed = True
@@ -62,6 +63,29 @@ def link(parsed: list[Service], broken: set[str]) -> tuple[ServiceSet, list[Diag
             )
         )
     return ServiceSet(tuple(by_name[n] for n in order)), diagnostics
+
+
+def _shared_sockets(by_name: dict[str, Service]) -> list[Diagnostic]:
+    """Two services holding the same socket unit, path or port: the later one is dropped."""
+    diagnostics: list[Diagnostic] = []
+    owners: dict[str, Service] = {}
+    for name, service in list(by_name.items()):
+        mine = [*service.socket_units, *(s.listen for s in service.sockets)]
+        clash = next((m for m in mine if m in owners), None)
+        if clash is not None:
+            other = owners[clash]
+            diagnostics.append(
+                Diagnostic(
+                    service.location,
+                    "sockets",
+                    f"'{clash}' is also a socket of service '{other.name}' (defined at {other.location})",
+                    "one owner per socket: systemd can pass it to one service only",
+                )
+            )
+            del by_name[name]
+            continue
+        owners.update(dict.fromkeys(mine, service))
+    return diagnostics
 
 
 def _toposort(by_name: dict[str, Service]) -> tuple[list[str], list[list[str]]]:

@@ -24,6 +24,10 @@ from .values import (
     did_you_mean,
 )
 
+ENTRYPOINT_HINT = (
+    "in the host PID namespace compute-units' own entrypoint sets LISTEN_PID; put the program in command:"
+)
+
 
 class SectionChecker(NodeChecker):
     """Checks the sections of a spec that have structure of their own."""
@@ -326,7 +330,8 @@ class SectionChecker(NodeChecker):
                     paths.append(path)
         return Preflight(tuple(modules), tuple(units), tuple(paths))
 
-    def podman_args(self, f: Field | None, namespaces: list[str]) -> list[str]:
+    def podman_args(self, f: Field | None, namespaces: list[str], listen_pid_shim: bool) -> list[str]:
+        """`listen_pid_shim`: compute-units sets --entrypoint itself (sockets, host PID namespace)."""
         if f is None:
             return []
         result: list[str] = []
@@ -346,6 +351,9 @@ class SectionChecker(NodeChecker):
                 continue
             if option in ("--label", "-l") and value.split("=", 1)[-1].startswith("compute-units."):
                 self.error(node, key, "labels compute-units.* are set by compute-units")
+                continue
+            if option == "--entrypoint" and listen_pid_shim:
+                self.error(node, key, "--entrypoint cannot be combined with sockets", ENTRYPOINT_HINT)
                 continue
             if option == "--init" and "pid" in namespaces:
                 self.error(

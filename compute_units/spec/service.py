@@ -13,6 +13,7 @@ from ..errors import Location
 from ..model import NAMESPACES, RESTART_VALUES, ImageRef, Mount, Service
 from .nodes import Field, kind
 from .sections import SectionChecker
+from .sockets import SocketChecker
 from .values import (
     DEFAULT_DISRUPTIVE_REASON,
     MAX_DESCRIPTION,
@@ -25,7 +26,7 @@ from .values import (
 )
 
 
-class ServiceChecker(SectionChecker):
+class ServiceChecker(SectionChecker, SocketChecker):
     """Walks one spec's YAML nodes, builds the Service, and records every problem on the way."""
 
     def service(self, root_node: yaml.Node | None) -> Service | None:
@@ -54,7 +55,17 @@ class ServiceChecker(SectionChecker):
         keeps_vms = self.keeps_vms(get("keeps_vms"), namespaces, mounts)
         disruptive = self.disruptive(get("disruptive"))
         preflight = self.preflight(get("preflight"))
-        podman_args = self.podman_args(get("podman_args"), namespaces)
+        sockets = self.sockets(get("sockets"), name)
+        shim = sockets and "pid" in namespaces
+        if shim and (sockets_field := get("sockets")) is not None and get("command") is None:
+            self.error(
+                sockets_field.node,
+                "sockets",
+                "sockets of a service in the host PID namespace need command: (the full argv)",
+                "a /bin/sh entrypoint sets LISTEN_PID to the daemon's PID, then runs command:, "
+                "replacing the image's ENTRYPOINT and CMD",
+            )
+        podman_args = self.podman_args(get("podman_args"), namespaces, bool(shim))
 
         if name is None or image is None or any(d.severity == "error" for d in self.diagnostics):
             return None
@@ -82,6 +93,7 @@ class ServiceChecker(SectionChecker):
                 disruptive=disruptive,
                 preflight=preflight,
                 podman_args=tuple(podman_args),
+                sockets=tuple(sockets),
             ),
         )
         return with_hash(service) if service is not None else None
@@ -294,6 +306,7 @@ def with_hash(service: Service) -> Service:
         if f.name not in ("source", "location", "spec_hash", "requires_at")
         # keys added after v1 count only when set, so existing specs keep their hash
         and not (f.name == "disruptive" and service.disruptive is None)
+        and not (f.name == "sockets" and not service.sockets)
     }
     text = json.dumps(payload, default=_jsonable, sort_keys=True)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -33,6 +33,7 @@ TOP_KEYS = (
     "disruptive",
     "preflight",
     "podman_args",
+    "sockets",
 )
 MOUNT_KEYS = ("source", "target", "read_only", "propagation", "create")
 HEALTH_KEYS = ("command", "interval", "timeout", "start_period", "retries")

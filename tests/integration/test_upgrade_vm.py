@@ -208,6 +208,7 @@ def test_doctor_checks_where_guests_run(node: Node, deployed: Guest) -> None:
             "message": f"{NO_CONTROLLERS} (/sys/fs/cgroup/cgroup.controllers is empty): guests started "
             "now stay in the libvirt unit's cgroup and die when it restarts",
             "fix": "give this host's cgroup2 its controllers (a container or nested host: delegate them)",
+            "fixed": False,
         }
     else:
         assert findings["guest scopes"] == {
@@ -215,6 +216,7 @@ def test_doctor_checks_where_guests_run(node: Node, deployed: Guest) -> None:
             "status": "ok",
             "message": "1 qemu running, each in a machine scope",
             "fix": "",
+            "fixed": False,
         }
     assert [c for c in findings if c.startswith("guest PID")] == []
 
@@ -241,6 +243,7 @@ def test_a_qemu_in_the_units_cgroup_is_reported_and_refuses_the_restart(
             "status": "fail",
             "message": f"qemu-system-x86 runs in {cgroup}, not in a machine scope: it dies with that unit",
             "fix": "let libvirt reach systemd-machined (mount /run/dbus/system_bus_socket; on cgroup2 it needs controllers too), then stop and start this guest",
+            "fixed": False,
         }
         result = cu(node, "upgrade", "nova-libvirt", "--image", libvirt.references[target])
     finally:

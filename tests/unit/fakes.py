@@ -9,7 +9,7 @@ unit states, qemu processes and guests, the unit directory, and the host facts d
 from __future__ import annotations
 
 import stat
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ class FakeWorld:
     write_error: OSError | None = None  # the next unit write fails with it
     state_write_error_after: int | None = None  # the store's save fails after N more saves
     stop_outcome: StopOutcome = "exited"
+    closed_sockets: set[str] = field(default_factory=set)  # socket units found inactive
     # apply: the unit directory, units whose state is set by hand, what systemd says it cannot load
     unit_files: dict[str, str] = field(default_factory=dict)
     states: dict[str, UnitState] = field(default_factory=dict)
@@ -132,6 +133,12 @@ class FakeSystemd:
             return unit_state(unit)
         if unit.startswith("libvirtd"):
             return unit_state(unit, "inactive", "not-found")
+        if unit.endswith(".socket"):
+            return (
+                unit_state(unit, "inactive", "dead")
+                if unit in self.world.closed_sockets
+                else unit_state(unit)
+            )
         reference = self.world.running.get(unit)
         if reference is None or reference.rsplit("@", 1)[1] in self.world.crash_digests:
             return unit_state(unit, "failed")
@@ -375,12 +382,9 @@ class FakeStore:
         return self.state_path.with_name(name)
 
 
-Renderer = Callable[[Any, str | None], str]
-
-
-def render_pin(service: Any, pin: str | None) -> str:
+def render_pin(service: Any, pin: str | None) -> dict[str, str]:
     """The fake unit text is just the reference it runs (the spec's image when unpinned)."""
-    return pin or str(service.image)
+    return {service.unit: pin or str(service.image)}
 
 
 class FakeImages:

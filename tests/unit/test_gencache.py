@@ -16,6 +16,8 @@ from tests.unit.test_generator import run_generator
 SPEC = """image: 127.0.0.1:5000/x:1
 command: [/usr/bin/x]
 secrets: {PASSWORD: {file: /etc/compute-units/secrets/password}}
+host_namespaces: [pid]
+sockets: [{path: /run/x.sock}]
 """
 OLD = 1_600_000_000  # an mtime far from "racy"
 
@@ -95,6 +97,10 @@ def test_a_cached_run_writes_the_same_bytes_and_logs_the_same_lines(root: Path, 
     second = generate(root, tmp_path / "b")
     assert second == first
     assert "svc.service" in first[0] and "compute-node.target" in first[0]
+    # the socket units are part of the tree, and the loader (podman 4.3) sets LISTEN_PID
+    assert first[0]["svc-x.sock.socket"] == second[0]["svc-x.sock.socket"]
+    assert b"Requires=svc-x.sock.socket" in first[0]["svc.service"][1]  # type: ignore[index]
+    assert b"LISTEN_PID=$$$$ && export LISTEN_PID" in first[0]["svc.service"][1]  # type: ignore[index]
     assert first[1] == "compute-units-generator: generated 2 service(s): svc, other\n"
     tamper(root)
     assert described(generate(root, tmp_path / "c")[0]) == b"Description=CACHED compute-units: svc"

@@ -145,3 +145,26 @@ def test_report_unit_carries_no_text_from_specs(tmp_path: Path) -> None:
         "generated 1 service(s): good",
     ]
     verify(normal)
+
+
+def test_generator_writes_socket_units_and_removes_them_with_the_spec(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    etc = root / "etc/compute-units/services"
+    etc.mkdir(parents=True)
+    (etc / "daemon.yaml").write_text(IMG + "sockets: [{path: /run/daemon.sock}, {port: 8000}]\n")
+    out = tmp_path / "gen"
+    assert run_generator(root, out).returncode == 0
+    normal = out / "normal"
+    assert sorted(p.name for p in normal.iterdir() if p.is_file()) == [
+        "compute-node.target",
+        "daemon-daemon.sock.socket",
+        "daemon-tcp-8000.socket",
+        "daemon.service",
+    ]
+    verify(normal)
+    (etc / "daemon.yaml").write_text(IMG)  # the sockets go: so do their units, at the next reload
+    assert run_generator(root, out).returncode == 0
+    assert sorted(p.name for p in normal.iterdir() if p.is_file()) == [
+        "compute-node.target",
+        "daemon.service",
+    ]

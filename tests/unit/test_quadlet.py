@@ -283,12 +283,17 @@ def test_nova_libvirt_keys() -> None:
         ("Volume", "/var/lib/nova:/var/lib/nova"),
         ("Volume", "/etc/libvirt/qemu:/etc/libvirt/qemu"),
         ("Volume", "/run/libvirt:/run/libvirt"),
+        ("Volume", "/var/cache/libvirt:/var/cache/libvirt"),
         ("Volume", "/run/dbus/system_bus_socket:/run/dbus/system_bus_socket"),
         ("AddDevice", "/dev/kvm"),
         ("PodmanArgs", "--log-driver=journald"),
         ("PodmanArgs", "--pid=host"),
         ("PodmanArgs", "--cgroupns=host"),
         ("PodmanArgs", "--privileged"),
+        (
+            "PodmanArgs",
+            '"--entrypoint=[\\"/bin/sh\\",\\"-c\\",\\"LISTEN_PID=$$$$ && export LISTEN_PID && exec \\\\\\"$$@\\\\\\"\\",\\"compute-units-sockets\\"]"',
+        ),
         ("PodmanArgs", '"--health-cmd=[\\"virsh\\",\\"-c\\",\\"qemu:///system\\",\\"list\\"]"'),
         ("PodmanArgs", "--health-interval=30s"),
         ("PodmanArgs", "--health-timeout=5s"),
@@ -305,11 +310,14 @@ def test_nova_libvirt_keys() -> None:
         ("KillMode", "control-group"),
         ("KillSignal", "SIGKILL"),
         ("SuccessExitStatus", "143 SIGKILL"),
-        ("ExecStartPre", "/bin/mkdir -p /var/lib/libvirt /var/lib/nova /etc/libvirt/qemu /run/libvirt"),
+        (
+            "ExecStartPre",
+            "/bin/mkdir -p /var/lib/libvirt /var/lib/nova /etc/libvirt/qemu /run/libvirt /var/cache/libvirt",
+        ),
         ("ExecStop", "/usr/bin/podman stop --ignore -t 10 --cidfile=%t/%N.cid"),
     ]
     assert values(groups, "Unit", "Wants") == ["network-online.target", "systemd-machined.service"]
-    assert values(groups, "Unit", "Requires") == []
+    assert values(groups, "Unit", "Requires") == (sockets := service.socket_units) and len(sockets) == 3
     assert values(groups, "Unit", "PartOf") == ["compute-node.target"]
     assert groups["Install"] == [("WantedBy", "compute-node.target")]
     assert comments[:4] == [
@@ -332,6 +340,11 @@ def test_nova_libvirt_keys() -> None:
         "`compute-units upgrade`",
     )
     assert "preflight checks (kernel modules, inactive host units, paths) run only in compute-units" in limits
+    assert (
+        f"sockets: Quadlet makes no socket units; Requires=/After= name {', '.join(sockets)}: install them "
+        "from `compute-units generate --output-dir DIR`; LISTEN_PID is set by a /bin/sh entrypoint, passed "
+        "with PodmanArgs=--entrypoint="
+    ) in limits
     same_container(service, text)
 
 

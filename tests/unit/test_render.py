@@ -61,7 +61,7 @@ def generate(specs: Path, root: Path, out: Path, *extra: str) -> None:
 
 def verify(directory: Path) -> None:
     """systemd-analyze verify every unit: exit 0 and not a single warning."""
-    units = sorted(p.name for p in directory.iterdir() if p.suffix in (".service", ".target"))
+    units = sorted(p.name for p in directory.iterdir() if p.suffix in (".service", ".socket", ".target"))
     proc = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", *(f"./{u}" for u in units)],
         cwd=directory,
@@ -82,6 +82,9 @@ def test_seed_example_matches_golden_units(tmp_path: Path, root: Path) -> None:
     assert sorted(produced) == [
         TARGET_NAME,
         "nova-compute.service",
+        "nova-libvirt-libvirtd-admin.socket",
+        "nova-libvirt-libvirtd-ro.socket",
+        "nova-libvirt-libvirtd.socket",
         "nova-libvirt.service",
         "nova-network.service",
     ]
@@ -136,11 +139,26 @@ VARIANTS = {
 }
 
 
+# every libvirt daemon's sockets, held by systemd; none is named as a distribution's unit (virtqemud.socket)
+HELD = {
+    "monolithic": [f"nova-libvirt-libvirtd{n}.socket" for n in ("-admin", "-ro", "")],
+    "modular": sorted(
+        [f"nova-virtlogd-virtlogd{n}.socket" for n in ("-admin", "")]
+        + [
+            f"nova-{d}-{d}{n}.socket"
+            for d in ("virtnodedevd", "virtproxyd", "virtqemud", "virtsecretd")
+            for n in ("-admin", "-ro", "")
+        ]
+    ),
+}
+
+
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_present_day_examples_render_units_systemd_accepts(tmp_path: Path, variant: str) -> None:
     out = tmp_path / "out"
     generate(COMPUTE_NODE / variant, tmp_path, out)
     assert sorted(p.stem for p in out.glob("*.service")) == VARIANTS[variant]
+    assert sorted(p.name for p in out.glob("*.socket")) == HELD[variant]
     verify(out)
 
 
@@ -232,7 +250,7 @@ def test_service_unit_decides_every_line(root: Path) -> None:
     assert libvirt.section("Unit").values("Wants") == ["network-online.target", "systemd-machined.service"]
     target = render.target_unit(services)
     assert target.text == text[TARGET_NAME]
-    assert target.section("Unit").values("Wants") == [s.unit for s in services]
+    assert target.section("Unit").values("Wants") == [s.unit for s in services] + keeps_vms.socket_units
 
 
 TRICKY = [
@@ -332,20 +350,37 @@ def test_overrides_written_before_the_unit_model_still_work(tmp_path: Path, root
     generate(EXAMPLES, root, out, "--templates", str(templates))
     for name in ("nova-compute.service", "nova-libvirt.service", "nova-network.service"):
         alias = f"Alias={name.removesuffix('.service')}-alias.service"
-        expected = golden(name).replace("[Install]\n", f"[Install]\n{alias}\n")
+        expected = without_socket_ties(golden(name)).replace("[Install]\n", f"[Install]\n{alias}\n")
         # they print their own header: without the secrets marker (`status` shows no mode then)
         assert (out / name).read_text() == without_secrets_marker(expected)
-    assert (out / TARGET_NAME).read_text() == golden(TARGET_NAME)
-    # every variable they use still has its old value: unchanged, they print the very same units
+    assert (out / TARGET_NAME).read_text() == without_socket_ties(golden(TARGET_NAME))
+    # every variable they use still has its old value: unchanged, they print the very same units,
+    # except what came after them (sockets: Requires=/After=/Wants= of socket units)
     (templates / "service.j2").write_text(old)
     generate(EXAMPLES, root, out)
-    builtin = {p.name: without_secrets_marker(p.read_text()) for p in out.iterdir() if p.is_file()}
+    builtin = {
+        p.name: without_socket_ties(without_secrets_marker(p.read_text()))
+        for p in out.iterdir()
+        if p.is_file()
+    }
     generate(EXAMPLES, root, out, "--templates", str(templates))
     assert {p.name: p.read_text() for p in out.iterdir() if p.is_file()} == builtin
     services, _ = spec.load(spec.discover([EXAMPLES]), root=root)
     pinned = with_facts(services, pins={"nova-libvirt": "r.example/libvirt@sha256:1"}, start_limit_burst=3)
-    assert {k: without_secrets_marker(v) for k, v in render.render_all(services, pinned).items()} == (
-        render.render_all(services, dataclasses.replace(pinned, template_dirs=(templates,)))
+    builtin = {
+        k: without_socket_ties(without_secrets_marker(v))
+        for k, v in render.render_all(services, pinned).items()
+    }
+    assert builtin == render.render_all(services, dataclasses.replace(pinned, template_dirs=(templates,)))
+
+
+def without_socket_ties(text: str) -> str:
+    """A unit without its Requires=/After=/Wants= lines for socket units (templates older than
+    sockets: print none, so with them nothing starts the socket units: site templates must add them)."""
+    return "".join(
+        line
+        for line in text.splitlines(keepends=True)
+        if not (line.startswith(("Requires=", "After=", "Wants=")) and line.rstrip().endswith(".socket"))
     )
 
 
@@ -460,3 +495,92 @@ def test_random_valid_specs_render_units_that_verify(
                 for a in argv_of(service, options)
             ]
             assert parse_exec(units[service.unit], "ExecStart", service.unit) == [expected]
+
+
+SOCKETS_SPEC = """image: 127.0.0.1:5000/x/daemon:1
+command: [/usr/sbin/daemon, --listen]
+host_namespaces: [pid, network]
+secrets: {TOKEN: {podman_secret: token}}
+sockets:
+  - {path: /run/daemon/rw.sock, mode: "660", owner: root, group: "107"}
+  - {port: 16509, name: daemon-tcp.socket}
+  - {port: 8000, address: "::1"}
+  - {port: 8001, address: 127.0.0.1}
+"""
+
+
+def test_sockets_become_socket_units_tied_to_the_service(tmp_path: Path, root: Path) -> None:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "daemon.yaml").write_text(SOCKETS_SPEC)
+    out = tmp_path / "out"
+    generate(specs, root, out)
+    sockets = [
+        "daemon-rw.sock.socket",
+        "daemon-daemon-tcp.socket",
+        "daemon-tcp-8000.socket",
+        "daemon-tcp-8001.socket",
+    ]
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".socket") == sorted(sockets)
+    services, _ = spec.load(spec.discover([specs]), root=root)
+    service = services.get("daemon")
+    assert service is not None and service.socket_units == sockets
+    unit = render.socket_unit(service, service.sockets[0])
+    assert unit.section("Socket").entries[2:] == (
+        ("ListenStream", "/run/daemon/rw.sock"),
+        ("SocketMode", "0660"),
+        ("DirectoryMode", "0755"),
+        ("SocketUser", "root"),
+        ("SocketGroup", "107"),
+        ("FileDescriptorName", "rw.sock"),
+        ("Service", "daemon.service"),
+    )
+    assert unit.section("Unit").values("PartOf") == [TARGET_NAME]  # never the service: restarts keep it
+    listen = [
+        render.socket_unit(service, s).section("Socket").values("ListenStream") for s in service.sockets
+    ]
+    assert listen == [["/run/daemon/rw.sock"], ["16509"], ["[::1]:8000"], ["127.0.0.1:8001"]]
+    names = [
+        render.socket_unit(service, s).section("Socket").values("FileDescriptorName") for s in service.sockets
+    ]
+    assert names == [["rw.sock"], ["daemon-tcp.socket"], ["tcp-8000"], ["tcp-8001"]]
+    text = (out / "daemon.service").read_text()
+    for name in sockets:
+        assert f"Requires={name}\nAfter={name}\n" in text
+        assert f"Wants={name}\n" in (out / TARGET_NAME).read_text()
+    # podman < 5.3: one entrypoint, the secrets loader, which also sets LISTEN_PID (the shell's own
+    # PID, kept by exec), then runs the image's ENTRYPOINT with command: in place of CMD
+    (argv,) = parse_exec(text, "ExecStart", "daemon.service")
+    script = (
+        'TOKEN="$(cat /run/secrets/TOKEN)" && export TOKEN && LISTEN_PID=$$ && export LISTEN_PID && exec "$@"'
+    )
+    loader = ["/bin/sh", "-c", script, "compute-units-secrets", *KOLLA.entrypoint]
+    assert [a for a in argv if a.startswith("--entrypoint")] == ["--entrypoint=" + json_argv(loader)]
+    assert argv[-2:] == ["/usr/sbin/daemon", "--listen"]
+    verify(out)
+    # podman >= 5.3: secrets are podman's (type=env); the LISTEN_PID shim is the entrypoint
+    native = argv_of(service, with_facts(services, (5, 4, 2)))
+    shim = ["/bin/sh", "-c", 'LISTEN_PID=$$ && export LISTEN_PID && exec "$@"', "compute-units-sockets"]
+    assert [a for a in native if a.startswith(("--entrypoint", "--secret"))] == [
+        "--secret=token,type=env,target=TOKEN",
+        "--entrypoint=" + json_argv(shim),
+    ]
+    assert native[-2:] == ["/usr/sbin/daemon", "--listen"]
+
+
+def test_sockets_outside_the_host_pid_namespace_need_no_entrypoint(tmp_path: Path, root: Path) -> None:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "daemon.yaml").write_text("image: 127.0.0.1:5000/x/daemon:1\nsockets: [{port: 80}]\n")
+    services, _ = spec.load(spec.discover([specs]), root=root)
+    service = services.get("daemon")
+    assert service is not None
+    # podman's LISTEN_PID=1 is right: the image's entrypoint is the container's PID 1
+    assert not [a for a in render.podman_run_argv(service, "i") if a.startswith("--entrypoint")]
+    assert render.shim_argv(service, None) is None
+
+
+def json_argv(argv: list[str]) -> str:
+    import json
+
+    return json.dumps(argv, separators=(",", ":"))

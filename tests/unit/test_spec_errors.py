@@ -455,6 +455,73 @@ CASES: list[tuple[str, dict[str, str], list[str]]] = [
             "compute-units: 5 error(s); nothing was written.",
         ],
     ),
+    (
+        "socket-path-and-port",
+        {"svc.yaml": IMG + "sockets:\n  - {path: /run/x.sock, port: 80}\n"},
+        [
+            "{dir}/svc.yaml:3:5: sockets[0]: give exactly one of 'path' (a unix socket) or 'port' (TCP)",
+            "    hint: e.g. {path: /run/libvirt/libvirt-sock, mode: '0666'} or {port: 16509}",
+            "compute-units: 1 error(s); nothing was written.",
+        ],
+    ),
+    (
+        "socket-bad-values",
+        {
+            "svc.yaml": IMG
+            + "sockets:\n  - {path: /run/x.sock, mode: '0999', address: 1.2.3.4}\n"
+            + "  - {port: 70000, owner: root}\n  - {port: 22, address: localhost}\n"
+        },
+        [
+            "{dir}/svc.yaml:3:31: sockets[0].mode: invalid mode '0999'",
+            "    hint: write it in octal, quoted: '0660'",
+            "{dir}/svc.yaml:3:48: sockets[0].address: 'address' applies only to TCP sockets (port:)",
+            "{dir}/svc.yaml:4:12: sockets[1].port: invalid port '70000' (expected 1 to 65535)",
+            "{dir}/svc.yaml:4:26: sockets[1].owner: 'owner' applies only to unix sockets (path:)",
+            "{dir}/svc.yaml:5:25: sockets[2].address: invalid address 'localhost'",
+            "    hint: give an IPv4 or IPv6 address, e.g. 127.0.0.1; omit it for every address",
+            "compute-units: 5 error(s); nothing was written.",
+        ],
+    ),
+    (
+        "socket-listed-twice",
+        {
+            "svc.yaml": IMG
+            + "sockets:\n  - {path: /run/a, name: a.socket}\n  - {path: /run/b, name: a}\n"
+            + "  - {path: /run/a, name: c}\n  - {name: 'no:colon', port: 80}\n"
+        },
+        [
+            "{dir}/svc.yaml:4:5: sockets[1]: 'a' is also sockets[0]'s name",
+            "{dir}/svc.yaml:5:5: sockets[2]: '/run/a' is also sockets[0]'s path",
+            "{dir}/svc.yaml:6:12: sockets[3].name: invalid socket name 'no:colon'",
+            "    hint: use letters, digits, '_', '.' and '-' (at most 100), starting with a letter, digit or '_'",
+            "compute-units: 3 error(s); nothing was written.",
+        ],
+    ),
+    (
+        "socket-shared-by-two-services",
+        {
+            "a.yaml": IMG + "sockets: [{path: /run/x.sock}]\n",
+            "b.yaml": IMG + "sockets: [{path: /run/x.sock}]\n",
+        },
+        [
+            "{dir}/b.yaml:1:1: sockets: '/run/x.sock' is also a socket of service 'a' (defined at {dir}/a.yaml:1:1)",
+            "    hint: one owner per socket: systemd can pass it to one service only",
+            "compute-units: 1 error(s); nothing was written.",
+        ],
+    ),
+    (
+        "sockets-in-host-pid-need-command",
+        {"svc.yaml": IMG + "host_namespaces: [pid]\nsockets: [{port: 80}]\npodman_args: [--entrypoint=/x]\n"},
+        [
+            "{dir}/svc.yaml:3:10: sockets: sockets of a service in the host PID namespace need command: (the full argv)",
+            "    hint: a /bin/sh entrypoint sets LISTEN_PID to the daemon's PID, then runs command:, replacing "
+            "the image's ENTRYPOINT and CMD",
+            "{dir}/svc.yaml:4:15: podman_args[0]: --entrypoint cannot be combined with sockets",
+            "    hint: in the host PID namespace compute-units' own entrypoint sets LISTEN_PID; put the program "
+            "in command:",
+            "compute-units: 2 error(s); nothing was written.",
+        ],
+    ),
     *PODMAN_ARGS_AND_LIMIT_CASES,
 ]
 

@@ -4,14 +4,16 @@ podman, a registry and a KVM guest."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from compute_units import spec
 from compute_units.disruptive import DisruptiveRefused
+from compute_units.errors import ComputeUnitsError
 from compute_units.host import Process
-from compute_units.model import Service, ServiceSet
+from compute_units.model import Service, ServiceSet, Socket
 from compute_units.state import ServiceState
 from compute_units.targets import choose_target, rollback_target
 from compute_units.upgrade import (
@@ -314,6 +316,37 @@ def test_a_prepulled_target_skips_the_registry(world: FakeWorld) -> None:
     report = up.upgrade(svc(services), f"{REG}:v2")
     assert report.target == V2 and report.steps[0].detail == "pre-pulled by `compute-units pull`"
     assert not [line for line in world.log if line.startswith("pull")]
+
+
+def with_socket(services: ServiceSet) -> ServiceSet:
+    return ServiceSet((replace(svc(services), sockets=(Socket("svc.socket", port=80),)),))
+
+
+def with_sockets(service: Service, pin: str | None) -> dict[str, str]:
+    return {**render_pin(service, pin), **{name: f"socket unit {name}" for name in service.socket_units}}
+
+
+def test_the_pin_writes_the_socket_units_and_the_restart_leaves_them_alone(world: FakeWorld) -> None:
+    store, services = FakeStore(world), with_socket(service())
+    upgrader = Upgrader(world.effects(store), services, with_sockets)
+    assert upgrader.upgrade(svc(services), f"{REG}:v2").result == "upgraded"
+    assert "write svc-svc.socket" in world.log
+    assert [line for line in world.log if "svc-svc.socket" in line] == ["write svc-svc.socket"]
+
+
+def test_a_socket_found_closed_after_the_restart_is_never_committed(world: FakeWorld) -> None:
+    store, services = FakeStore(world), with_socket(service())
+    world.closed_sockets.add("svc-svc.socket")  # and it stays closed: the rollback cannot fix it either
+    upgrader = Upgrader(world.effects(store), services, with_sockets)
+    with pytest.raises(ComputeUnitsError) as failed:
+        upgrader.upgrade(svc(services), f"{REG}:v2")
+    assert failed.value.message == (
+        f"svc: rollback to {V1} failed: svc-svc.socket is inactive/dead: svc's socket is not held"
+    )
+    assert store.entries[-1]["reason"] == (
+        "svc-svc.socket is inactive/dead: svc's socket is not held; rollback also failed: "
+        "svc-svc.socket is inactive/dead: svc's socket is not held"
+    )
 
 
 def test_history_entries_have_the_keys_state_py_documents(world: FakeWorld) -> None:
