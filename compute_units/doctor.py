@@ -12,7 +12,7 @@ from pathlib import Path
 from . import host, runner
 from .errors import CommandError, ComputeUnitsError
 from .model import ServiceSet
-from .state import Store
+from .state import ServiceState, Store
 from .systemd import Systemd
 
 SEED_MODULES = ("ebtables",)
@@ -179,38 +179,72 @@ def check_tools() -> list[Finding]:
 Run = Callable[..., runner.Result]
 
 
-def check_registries(services: ServiceSet, run: Run = runner.run) -> list[Finding]:
-    """A real request per registry, made by podman with the TLS/insecure settings it will use for
-    the pull (registries.conf): the tag list of one repository the specs use."""
-    findings = []
-    repositories: dict[str, str] = {}
-    for s in services:
-        if s.image.registry and s.image.registry != "localhost":
-            repositories.setdefault(s.image.registry, s.image.name)
-    for registry, repository in sorted(repositories.items()):
-        result = run(["podman", "search", "--list-tags", "--limit", "1", repository], check=False, timeout=30)
+REGISTRY_TIMEOUT = 10.0  # seconds for one manifest request (a black-holed registry never answers)
+# podman 4 fetches the manifest, then refuses to show a single image as a list: the registry did serve it
+SINGLE_IMAGE = "Treating single images as manifest lists is not implemented"
+
+
+def pull_references(services: ServiceSet, store: Store | None) -> dict[str, str]:
+    """The reference each service's next `upgrade` would pull (its pin is kept, targets.py)."""
+    from .state import State, StateError
+    from .targets import choose_target
+
+    try:
+        state = store.load() if store is not None else State()
+    except StateError:
+        state = State()  # check_state reports it
+    return {s.name: choose_target(s, state.services.get(s.name) or ServiceState(), None)[0] for s in services}
+
+
+def check_registries(
+    services: ServiceSet, run: Run = runner.run, store: Store | None = None, timeout: float = REGISTRY_TIMEOUT
+) -> list[Finding]:
+    """A real manifest request per registry, made by podman with the TLS/insecure settings it will
+    use for the pull (registries.conf), for each image a service would pull; each bounded by `timeout`."""
+    by_registry: dict[str, list[str]] = {}
+    for reference in sorted(pull_references(services, store).values()):
+        registry = reference.split("/", 1)[0] if "/" in reference else ""
+        if ("." not in registry and ":" not in registry) or registry == "localhost":
+            continue  # not from a registry (a local image)
+        if reference not in by_registry.setdefault(registry, []):
+            by_registry[registry].append(reference)
+    return [_probe_registry(registry, refs, run, timeout) for registry, refs in sorted(by_registry.items())]
+
+
+def _probe_registry(registry: str, references: list[str], run: Run, timeout: float) -> Finding:
+    check = f"registry {registry}"
+    for reference in references:
+        try:
+            result = run(["podman", "manifest", "inspect", reference], check=False, timeout=timeout)
+        except CommandError as exc:
+            if exc.returncode != 124:
+                return Finding(check, "fail", f"cannot run podman: {exc.message}", "check podman")
+            return Finding(
+                check,
+                "fail",
+                f"no answer within {timeout:g} s for the manifest of {reference}: the pull would hang",
+                "check the registry (it accepts connections but does not answer), network, proxies",
+            )
         text = " ".join((result.stderr or "").split())
-        if result.returncode == 0:
-            findings.append(Finding(f"registry {registry}", "ok", f"answers podman for {repository}"))
-        elif "HTTP response to HTTPS client" in text:
-            findings.append(
-                Finding(
-                    f"registry {registry}",
-                    "fail",
-                    "speaks plain HTTP but podman would use TLS: the pull would fail",
-                    f'add [[registry]] location="{registry}" insecure=true to /etc/containers/registries.conf.d/',
-                )
+        if result.returncode == 0 or SINGLE_IMAGE in text:
+            continue
+        if "HTTP response to HTTPS client" in text:
+            return Finding(
+                check,
+                "fail",
+                "speaks plain HTTP but podman would use TLS: the pull would fail",
+                f'add [[registry]] location="{registry}" insecure=true to /etc/containers/registries.conf.d/',
             )
-        else:
-            findings.append(
-                Finding(
-                    f"registry {registry}",
-                    "fail",
-                    f"unreachable: {text[-300:] or f'exit status {result.returncode}'}",
-                    "check network, DNS, registries.conf",
-                )
+        if "manifest unknown" in text:
+            return Finding(
+                check,
+                "fail",
+                f"has no manifest for {reference}: the pull would fail",
+                "push the image, or fix the image in the spec (or the pin: compute-units upgrade NAME --image)",
             )
-    return findings
+        detail = text[-300:] or f"exit status {result.returncode}"
+        return Finding(check, "fail", f"unreachable: {detail}", "check network, DNS, registries.conf")
+    return Finding(check, "ok", "serves the manifest of " + ", ".join(references))
 
 
 def check_storage(services: ServiceSet, run: Run = runner.run) -> Finding:
@@ -320,7 +354,7 @@ def run_checks(services: ServiceSet, *, fix: bool, store: Store, run: Run = runn
     findings += check_mounts(services)
     findings += check_tools()
     findings.append(check_storage(services, run))
-    findings += check_registries(services, run)
+    findings += check_registries(services, run, store)
     findings += check_state(store)
     return findings
 
