@@ -235,10 +235,11 @@ class Upgrader:
                     raise StepFailed("post-check", "; ".join(report.vm_check))
                 self._advance(state, entry, "verified")
         except Interrupted as stop:
-            self._roll_back_after(service, state, report, "interrupted", f"interrupted by {stop.signame}")
+            why = f"interrupted by {stop.signame}"
+            self._roll_back_after(service, state, report, "interrupted", why)
             raise UpgradeInterrupted(
-                f"{service.name}: interrupted by {stop.signame} during the upgrade to {target}; "
-                f"rolled back to {entry.current or service.image}",
+                f"{service.name}: {why} during the upgrade to {target}; "
+                f"rolled back to {entry.current or service.image}{_write_notes(report, why)}",
                 hint=f"`compute-units upgrade {service.name}` starts it again",
             ) from None
         except Exception as exc:  # a failed step, or anything else that went wrong: roll back
@@ -249,7 +250,7 @@ class Upgrader:
             self._roll_back_after(service, state, report, "rolled-back", failure.reason)
             raise RolledBack(
                 f"{service.name}: {report.kind} to {target} failed at {failure.step}: {failure.reason}; "
-                f"rolled back to {entry.current or service.image}",
+                f"rolled back to {entry.current or service.image}{_write_notes(report, failure.reason)}",
                 hint=f"see `journalctl -u {service.unit}` and `compute-units history {service.name}`",
             ) from None
         with self._step(report, "commit"):
@@ -558,7 +559,9 @@ class Upgrader:
         try:
             self.fx.store.save(state)
         except OSError as exc:
-            report.reason = f"{report.reason}; state.json not updated: {_describe(exc)}"
+            note = f"; state.json not updated: {_describe(exc)}"
+            if note not in (report.reason or ""):  # said once, however many writes failed
+                report.reason = (report.reason or "") + note
 
     def _history_best_effort(self, report: Report) -> None:
         try:
@@ -575,6 +578,12 @@ class Upgrader:
         for key in ("vm_before", "vm_after"):
             entry.pop(key, None)
         self.fx.store.append_history(entry)
+
+
+def _write_notes(report: Report, reason: str) -> str:
+    """What the rollback could not record ("; state.json not updated: …"), for the message."""
+    notes = (report.reason or "").removeprefix(reason)
+    return notes if notes.startswith("; ") else ""
 
 
 def _signal_name(number: int) -> str:
