@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from compute_units.errors import ExitCode
 from tests.harness.node import Node, reboot
 from tests.integration.conftest import Image
 
@@ -170,7 +171,7 @@ def test_a_signal_during_a_step_finishes_it_then_rolls_back(
         run.wait_for(f"svc: {step}")
         run.send(sig)
         code = run.finish()
-        assert code == 6, (sig.name, run.text)
+        assert code == ExitCode.INTERRUPTED, (sig.name, run.text)
         assert (
             f"compute-units: {sig.name}: finishing the step in flight, then the upgrade stops at a "
             "consistent state (committed or rolled back); send it again to abandon at once"
@@ -195,7 +196,7 @@ def test_a_second_sigint_abandons_and_says_what_to_run(node: Node, svc: dict[str
     run.send(signal.SIGINT)
     code = run.finish()
     lines = run.lines()
-    assert code == 6, run.text
+    assert code == ExitCode.INTERRUPTED, run.text
     assert "compute-units: abandoned by a second SIGINT; the upgrade did not finish." in lines
     phase = str(svc_state(node)["phase"])
     assert phase in ("pinned", "restarted"), phase
@@ -207,7 +208,7 @@ def test_a_second_sigint_abandons_and_says_what_to_run(node: Node, svc: dict[str
     assert "Traceback" not in run.text
     # status tells the truth in between
     status = cu(node, "status", "svc", "--json")
-    assert status.returncode == 7
+    assert status.returncode == ExitCode.DEGRADED
     row = json.loads(status.stdout)[0]
     assert (row["upgrade_phase"], row["upgrade_target"]) == (phase, pinned(svc["v2"]))
     # the same command converges
@@ -239,7 +240,7 @@ def test_a_full_state_disk_during_the_restart_rolls_back(
     run.wait_for("svc: restart")
     node.run(["sh", "-c", f"cat /dev/zero > {small_state_disk}"], check=False)  # ENOSPC ends it
     code = run.finish()
-    assert code == 5, run.text
+    assert code == ExitCode.ROLLED_BACK, run.text
     assert "Traceback" not in run.text
     lines = run.lines()
     error = next(line for line in lines if line.startswith("compute-units: error: "))
@@ -258,7 +259,7 @@ def test_a_full_state_disk_during_the_restart_rolls_back(
         assert error in (expected, expected + history)  # a history line may still fit
         assert (entry["phase"], entry["target"]) == ("pinned", pinned(svc["v2"])), entry
         status = cu(node, "status", "svc", "--json")
-        assert status.returncode == 7
+        assert status.returncode == ExitCode.DEGRADED
         row = json.loads(status.stdout)[0]
         assert (row["upgrade_phase"], row["upgrade_target"], row["image_digest"]) == (
             "pinned",
@@ -316,7 +317,7 @@ def test_a_black_holed_registry_bounds_the_pull_and_changes_nothing(
     run.wait_for(f"Trying to pull {target}...")  # podman's own progress, at a terminal
     code = run.finish()
     elapsed = time.monotonic() - started
-    assert code == 1, run.text
+    assert code == ExitCode.FAILED, run.text
     assert (
         f"compute-units: error: cannot pull {target}: no answer within 3 s (--pull-timeout); nothing was changed"
     ) in run.lines(), run.text
@@ -344,7 +345,7 @@ def test_doctor_asks_each_image_manifest_with_a_timeout(
         elapsed = time.monotonic() - started
     finally:
         node.run(["rm", f"{SPEC_DIR}/far.yaml", f"{SPEC_DIR}/gone.yaml"])
-    assert result.returncode == 3, result.stderr
+    assert result.returncode == ExitCode.NOT_READY, result.stderr
     findings = {f["check"]: f for f in json.loads(result.stdout)["findings"]}
     assert findings[f"registry {black_hole}"] == {
         "check": f"registry {black_hole}",
@@ -397,7 +398,7 @@ def test_hostile_spec_files_are_refused_without_echo(node: Node, svc: dict[str, 
         finally:
             node.run(["rm", "-f", evil])
         lines = result.stderr.splitlines()
-        assert result.returncode == 2, (case, result.stderr)
+        assert result.returncode == ExitCode.USAGE, (case, result.stderr)
         assert lines[0] == message, case
         assert lines[1:] == ([hint] if hint else []) + ["compute-units: 1 error(s); nothing was written."], (
             case
@@ -423,7 +424,7 @@ def test_garbage_state_and_a_binary_history_line(node: Node, svc: dict[str, Imag
         hint = "  hint: run `compute-units doctor --fix` to rebuild the state from what runs"
         for argv in (["status"], ["upgrade", "svc", "--image", svc["v2"].reference], ["rollback", "svc"]):
             result = cu(node, *argv)
-            assert result.returncode == 1, (argv, result.stderr)
+            assert result.returncode == ExitCode.FAILED, (argv, result.stderr)
             assert result.stderr.splitlines() == [message, hint], argv
             assert "secret-looking-bytes" not in result.stdout + result.stderr
         assert node.host_path(state).read_bytes() == garbage  # left as it was, for doctor --fix
@@ -485,8 +486,8 @@ def test_apply_reports_a_unit_systemd_cannot_load_and_is_not_wedged(
         "setting. (org.freedesktop.systemd1.BadUnitSetting)",
         "  hint: fix the spec (or the template override) and run `compute-units apply` again",
     ]
-    assert (result.returncode, result.stderr.splitlines()) == (1, expected)
-    assert (second.returncode, second.stderr.splitlines()) == (1, expected)
+    assert (result.returncode, result.stderr.splitlines()) == (ExitCode.FAILED, expected)
+    assert (second.returncode, second.stderr.splitlines()) == (ExitCode.FAILED, expected)
     assert node.show("svc.service", "LoadState")["LoadState"] == "bad-setting"
     fixed = cu(node, "apply")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
@@ -543,7 +544,7 @@ def test_power_loss_after_the_pin_boots_the_committed_image(
     assert f"X-ComputeUnits-Image={pinned(images['v1'])}" in dropin
     phase = str(svc_state(node)["phase"])
     status = cu(node, "status", "svc", "--json")
-    assert status.returncode == 7, status.stdout
+    assert status.returncode == ExitCode.DEGRADED, status.stdout
     row = json.loads(status.stdout)[0]
     assert (row["upgrade_phase"], row["upgrade_target"]) == (phase, pinned(images["v2"]))
     # the same command settles the interrupted upgrade to what runs, then upgrades anew
