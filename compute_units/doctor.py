@@ -211,11 +211,22 @@ def check_registries(
     return [_probe_registry(registry, refs, run, timeout) for registry, refs in sorted(by_registry.items())]
 
 
+def by_digest(reference: str) -> str:
+    """REPO@DIGEST for a pinned REPO:TAG@DIGEST (podman refuses a tag and a digest together)."""
+    name, at, digest = reference.partition("@")
+    if not at:
+        return reference
+    head, slash, last = name.rpartition("/")
+    return f"{head}{slash}{last.split(':', 1)[0]}@{digest}"
+
+
 def _probe_registry(registry: str, references: list[str], run: Run, timeout: float) -> Finding:
     check = f"registry {registry}"
     for reference in references:
         try:
-            result = run(["podman", "manifest", "inspect", reference], check=False, timeout=timeout)
+            result = run(
+                ["podman", "manifest", "inspect", by_digest(reference)], check=False, timeout=timeout
+            )
         except CommandError as exc:
             if exc.returncode != 124:
                 return Finding(check, "fail", f"cannot run podman: {exc.message}", "check podman")

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from compute_units import runner
-from compute_units.doctor import SINGLE_IMAGE, Finding, Run, check_registries
+from compute_units.doctor import SINGLE_IMAGE, Finding, Run, by_digest, check_registries
 from compute_units.errors import CommandError
 from compute_units.model import ServiceSet
 from compute_units.spec import load_lenient
@@ -71,3 +71,10 @@ def test_a_missing_tag_fails(tmp_path: Path) -> None:
     _, run = fake(125, "Error: reading manifest 2024.1 in x: manifest unknown: manifest unknown")
     finding = check_registries(services(tmp_path, REF), run)[0]
     assert (finding.status, finding.message) == ("fail", f"has no manifest for {REF}: the pull would fail")
+
+
+def test_a_pinned_reference_is_asked_for_by_digest() -> None:
+    digest = "sha256:" + "a" * 64
+    assert by_digest(f"127.0.0.1:5000/cu-test/svc:v2@{digest}") == f"127.0.0.1:5000/cu-test/svc@{digest}"
+    assert by_digest(f"127.0.0.1:5000/svc@{digest}") == f"127.0.0.1:5000/svc@{digest}"
+    assert by_digest("127.0.0.1:5000/cu-test/svc:v2") == "127.0.0.1:5000/cu-test/svc:v2"
