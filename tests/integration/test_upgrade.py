@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness.node import REPO, Node
+from tests.harness.node import NODE_EXTRAS, REPO, Node
 from tests.integration.conftest import Image
 
 pytestmark = pytest.mark.integration
@@ -99,7 +99,7 @@ def test_kill_9_at_every_step_then_rerun_converges(node: Node, svc: dict[str, Im
                 svc[target].reference,
             ],
             check=False,
-            env={"PYTHONPATH": str(REPO)},
+            env={"PYTHONPATH": f"{REPO}:{NODE_EXTRAS}"},
         )
         assert crashed.returncode in (-9, 137), (step, crashed.stderr)  # SIGKILL, seen through nsenter
         rerun = cu(node, "upgrade", "svc", "--image", svc[target].reference)
