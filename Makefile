@@ -11,10 +11,11 @@ VENV ?= build/venv
 PY = $(CURDIR)/$(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 APT_PACKAGES = podman crun conmon uidmap systemd-container dbus debootstrap busybox-static \
-	docker-registry libsystemd-dev pkg-config gcc python3-dev python3-venv rpm rpmlint curl
+	docker-registry libsystemd-dev pkg-config gcc python3-dev python3-venv rpm rpmlint curl \
+	python3-jinja2 python3-yaml python3-typer python3-rich python3-pystemd
 PYTEST_ARGS ?=
 
-.PHONY: deps apt pip lint test unit integration fuzz demo bench rpm clean
+.PHONY: deps apt pip lint test unit integration packaging fuzz demo bench rpm clean
 
 deps: apt pip
 
@@ -32,29 +33,34 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	touch $@
 
-LINTED = compute_units tests bench packaging/gen-man.py
+LINTED = compute_units compute_units_dev tests bench packaging/gen-man.py
 
 lint:
 	$(PY) -m ruff check $(LINTED)
 	$(PY) -m ruff format --check $(LINTED)
 	$(PY) -m mypy $(LINTED)
+	$(PY) -m compute_units_dev.sizes $(LINTED)
 
 test: deps lint
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is broken"; exit 1; fi; exit $$rc
 
+# markers come from the test directories (tests/conftest.py): unit builds no RPM and boots no node
 unit: pip
-	$(PY) -m pytest -q -m 'not integration' $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m 'not integration and not packaging' $(PYTEST_ARGS)
 
 integration: deps
 	$(PY) -m pytest -q -m integration $(PYTEST_ARGS)
+
+packaging: deps
+	$(PY) -m pytest -q -m packaging $(PYTEST_ARGS)
 
 # a long fuzz campaign of the spec loader and the importer (20,000 examples per test)
 fuzz: pip
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_fuzz.py $(PYTEST_ARGS)
 
 demo: deps
-	$(PY) -m tests.demo
+	$(PY) -m compute_units_dev.demo
 
 bench: deps
 	$(PY) -m bench.bench_generate

@@ -28,12 +28,11 @@ from pathlib import Path
 
 from bench.installed import installed_cli
 from compute_units import render, spec
-from tests.harness.images import BUILD_PODMAN, Builder, Registry
-from tests.harness.libvirt import LibvirtImages, QmpPoller, libvirt_images, start_guest
-from tests.harness.node import Node, boot
-from tests.harness.sampler import Sampler
-from tests.integration.conftest import SVC_VARIANTS
-from tests.integration.test_upgrade_vm import libvirt_spec
+from compute_units_dev.images import BUILD_PODMAN, Builder, Registry
+from compute_units_dev.libvirt import LibvirtImages, QmpPoller, libvirt_images, start_guest
+from compute_units_dev.node import Node, boot
+from compute_units_dev.sampler import Sampler
+from compute_units_dev.specs import SVC_VARIANTS, libvirt_spec
 
 # libvirt RPC call REMOTE_PROC_AUTH_LIST (66): length, program 0x20008086, version 1, procedure,
 # type CALL, serial, status OK; the daemon answers with a reply header and its auth types
@@ -159,89 +158,115 @@ def main() -> None:
 
         guest = start_guest(node, "nova-libvirt")
         socket_path = node.host_path("/run/libvirt/libvirt-sock")
-        windows: dict[str, list[float]] = {
-            "compute-units upgrade": [],
-            "podman stop && podman run": [],
-            "podman auto-update": [],
-        }
         refs = [f"{images.references[t]}@{images.digests[t]}" for t in ("v2", "v1")]
         with QmpPoller(guest.qmp_path) as qmp, Probe(socket_path) as probe:
             pid = guest.qemu_pid()
-            # 1. compute-units upgrade, alternating v2 / v1
-            for i in range(args.reps):
-                start = time.monotonic()
-                node.run([cli, "upgrade", "nova-libvirt", "--image", refs[i % 2].split("@")[0]])
-                windows["compute-units upgrade"].append(probe.window(start))
-                node.run(["systemctl", "reset-failed", "nova-libvirt"])
-            # 2. bare podman, same container and flags, outside systemd
-            node.run(["systemctl", "stop", "nova-libvirt"])
-            node.run(bare_argv(node, refs[0]))
-            probe.wait_ok()
-            for i in range(args.reps):
-                start = time.monotonic()
-                node.run(
-                    [
-                        "sh",
-                        "-c",
-                        " ".join(
-                            [
-                                "podman stop -t 10 nova-libvirt",
-                                "&&",
-                                *map(_q, bare_argv(node, refs[(i + 1) % 2])),
-                            ]
-                        ),
-                    ]
-                )
-                windows["podman stop && podman run"].append(probe.window(start))
-            node.run(["podman", "stop", "-t", "10", "nova-libvirt"])
-            node.run(["podman", "rm", "-f", "--ignore", "nova-libvirt"])
-            # 3. podman auto-update on the unit, tag moved between two digests
-            node.run(["rm", "-rf", "/var/lib/compute-units"])  # unpin: auto-update follows the tag
-            tag = registry.reference("cu-test/libvirt", "bench")
-            node.run([*BUILD_PODMAN, "pull", "-q", images.references["v1"]])
-            node.run([*BUILD_PODMAN, "pull", "-q", images.references["v2"]])
-            node.run([*BUILD_PODMAN, "push", "-q", images.references["v1"], f"docker://{tag}"])
-            node.write_file(
-                "/etc/compute-units/services/nova-libvirt.yaml",
-                libvirt_spec(tag) + "podman_args: [--label=io.containers.autoupdate=registry]\n",
-            )
-            node.run(["compute-units", "apply"])
-            probe.wait_ok()
-            for i in range(args.reps):
-                node.run(
-                    [
-                        *BUILD_PODMAN,
-                        "push",
-                        "-q",
-                        images.references["v2" if i % 2 == 0 else "v1"],
-                        f"docker://{tag}",
-                    ]
-                )
-                start = time.monotonic()
-                node.run(["podman", "auto-update"])
-                windows["podman auto-update"].append(probe.window(start))
-                node.run(["systemctl", "reset-failed", "nova-libvirt"])
+            windows = {
+                "compute-units upgrade": window_upgrade(node, cli, refs, probe, args.reps),
+                "podman stop && podman run": window_bare(node, refs, probe, args.reps),
+                "podman auto-update": window_auto_update(node, registry, images, probe, args.reps),
+            }
             same_pid = guest.qemu_pid() == pid
         guest.destroy()
-        base_restart = restart_rows[0][1]
-        print("| restart | median | ratio to systemctl |")
-        print("|---|---|---|")
-        for what, value in restart_rows:
-            print(f"| {what} | {value * 1000:.0f} ms | {value / base_restart:.2f}x |")
-        print()
-        bare = statistics.median(windows["podman stop && podman run"])
-        print(
-            f"| libvirt unavailable during upgrade ({args.reps} each, guest running) | median | p95 | ratio to bare podman |"
-        )
-        print("|---|---|---|---|")
-        for what, values in windows.items():
-            print(f"| {what} | {stats(values)} | {statistics.median(values) / bare:.2f}x |")
-        print()
-        print(
-            f"guest: {len(qmp.samples)} QMP samples, {len(qmp.not_running)} not running; same qemu PID throughout: {same_pid}"
-        )
+        print_results(restart_rows, windows, args.reps, len(qmp.samples), len(qmp.not_running), same_pid)
     finally:
         node.shutdown()
+
+
+def window_upgrade(node: Node, cli: str, refs: list[str], probe: Probe, reps: int) -> list[float]:
+    found: list[float] = []
+    # 1. compute-units upgrade, alternating v2 / v1
+    for i in range(reps):
+        start = time.monotonic()
+        node.run([cli, "upgrade", "nova-libvirt", "--image", refs[i % 2].split("@")[0]])
+        found.append(probe.window(start))
+        node.run(["systemctl", "reset-failed", "nova-libvirt"])
+    return found
+
+
+def window_bare(node: Node, refs: list[str], probe: Probe, reps: int) -> list[float]:
+    found: list[float] = []
+    # 2. bare podman, same container and flags, outside systemd
+    node.run(["systemctl", "stop", "nova-libvirt"])
+    node.run(bare_argv(node, refs[0]))
+    probe.wait_ok()
+    for i in range(reps):
+        start = time.monotonic()
+        node.run(
+            [
+                "sh",
+                "-c",
+                " ".join(
+                    [
+                        "podman stop -t 10 nova-libvirt",
+                        "&&",
+                        *map(_q, bare_argv(node, refs[(i + 1) % 2])),
+                    ]
+                ),
+            ]
+        )
+        found.append(probe.window(start))
+    node.run(["podman", "stop", "-t", "10", "nova-libvirt"])
+    node.run(["podman", "rm", "-f", "--ignore", "nova-libvirt"])
+    return found
+
+
+def window_auto_update(
+    node: Node, registry: Registry, images: LibvirtImages, probe: Probe, reps: int
+) -> list[float]:
+    found: list[float] = []
+    # 3. podman auto-update on the unit, tag moved between two digests
+    node.run(["rm", "-rf", "/var/lib/compute-units"])  # unpin: auto-update follows the tag
+    tag = registry.reference("cu-test/libvirt", "bench")
+    node.run([*BUILD_PODMAN, "pull", "-q", images.references["v1"]])
+    node.run([*BUILD_PODMAN, "pull", "-q", images.references["v2"]])
+    node.run([*BUILD_PODMAN, "push", "-q", images.references["v1"], f"docker://{tag}"])
+    node.write_file(
+        "/etc/compute-units/services/nova-libvirt.yaml",
+        libvirt_spec(tag) + "podman_args: [--label=io.containers.autoupdate=registry]\n",
+    )
+    node.run(["compute-units", "apply"])
+    probe.wait_ok()
+    for i in range(reps):
+        node.run(
+            [
+                *BUILD_PODMAN,
+                "push",
+                "-q",
+                images.references["v2" if i % 2 == 0 else "v1"],
+                f"docker://{tag}",
+            ]
+        )
+        start = time.monotonic()
+        node.run(["podman", "auto-update"])
+        found.append(probe.window(start))
+        node.run(["systemctl", "reset-failed", "nova-libvirt"])
+    return found
+
+
+def print_results(
+    restart_rows: list[tuple[str, float]],
+    windows: dict[str, list[float]],
+    reps: int,
+    samples: int,
+    not_running: int,
+    same_pid: bool,
+) -> None:
+    base_restart = restart_rows[0][1]
+    print("| restart | median | ratio to systemctl |")
+    print("|---|---|---|")
+    for what, value in restart_rows:
+        print(f"| {what} | {value * 1000:.0f} ms | {value / base_restart:.2f}x |")
+    print()
+    bare = statistics.median(windows["podman stop && podman run"])
+    print(
+        f"| libvirt unavailable during upgrade ({reps} each, guest running) | median | p95 | ratio to bare podman |"
+    )
+    print("|---|---|---|---|")
+    for what, values in windows.items():
+        print(f"| {what} | {stats(values)} | {statistics.median(values) / bare:.2f}x |")
+    print()
+    print(f"guest: {samples} QMP samples, {not_running} not running; same qemu PID throughout: {same_pid}")
 
 
 def _q(word: str) -> str:

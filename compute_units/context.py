@@ -19,16 +19,18 @@ from .model import Service, ServiceSet
 from .state import STATE_DIR, Store
 
 if TYPE_CHECKING:  # jinja2 is imported only by the commands that render
-    from . import render
+    from . import facts, render
 
 
 @dataclass(frozen=True)
 class Context:
-    """Where specs, templates and state are for one command run."""
+    """Where specs, templates and state are for one command run, and who must own spec files
+    (`owner_uid`: root; spec/trust.py reads no spec file owned by anyone else)."""
 
     specs: tuple[Path, ...]
     root: Path
     templates: tuple[Path, ...]
+    owner_uid: int = 0
 
     def spec_paths(self) -> list[Path]:
         if self.specs:
@@ -42,7 +44,7 @@ class Context:
             raise UsageError(
                 f"no service specs found in {searched}", hint="add *.yaml files or pass --spec PATH"
             )
-        return spec.load(files, root=self.root)
+        return spec.load(files, root=self.root, owner_uid=self.owner_uid)
 
     def load_for(self, names: Sequence[str]) -> ServiceSet:
         """Specs for an operation on the named services, which writes nothing.
@@ -54,7 +56,7 @@ class Context:
         files = spec.discover(self.spec_paths())
         if not files:
             return self.load()[0]  # raises the "no specs" error
-        services, diagnostics = spec.load_lenient(files, root=self.root)
+        services, diagnostics = spec.load_lenient(files, root=self.root, owner_uid=self.owner_uid)
         errors = [d for d in diagnostics if d.severity == "error"]
         if not errors:
             return services
@@ -74,13 +76,23 @@ class Context:
     def store(self) -> Store:
         return Store(self.root / str(STATE_DIR).lstrip("/"))
 
-    def render_options(self) -> render.RenderOptions:
-        """Templates (user dirs first) and the references upgrades pinned services to."""
-        from . import render
+    def render_options(
+        self,
+        services: ServiceSet,
+        recorder: facts.Recorder | None = None,
+        version: tuple[int, ...] | None = None,
+    ) -> render.RenderOptions:
+        """Templates (user dirs first), the references upgrades pinned services to, and the facts
+        about this host that the services' secrets need (podman's version, image configs)."""
+        from . import facts, render
 
         site = self.root / "etc/compute-units/templates"
         dirs = [*self.templates, *([site] if site.is_dir() else [])]
-        return render.RenderOptions(template_dirs=tuple(dirs), pins=self.store().load().pins())
+        options = render.RenderOptions(template_dirs=tuple(dirs), pins=self.store().load().pins())
+        recorder = recorder or facts.Recorder(self.root)
+        options = facts.render_options(services, options, recorder, version=version)
+        recorder.save()
+        return options
 
 
 def make_context(specs: Sequence[Path] | None, root: Path, templates: Sequence[Path] | None) -> Context:

@@ -1,23 +1,32 @@
 """`compute-units doctor`: is this host ready to run compute-node containers, keep VMs alive, and
-upgrade? Every check returns Findings (ok/warn/fail with a fix); `commands/doctor.py` prints them."""
+upgrade? Every check returns Findings (ok/warn/fail with a fix); `commands/doctor.py` prints them.
+
+Every check asks the host through the injected `effects.Effects` bundle (systemd, podman, host,
+state store), so each ok/fail message is unit-tested with fakes (tests/unit/test_doctor.py);
+`real_effects` opens the real bundle and the sandbox-node tests prove it end to end.
+"""
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Callable
+import stat as stat_
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import host, runner
+from . import effects, host
+from .effects import Effects, StateStore, SystemdApi
 from .errors import CommandError, ComputeUnitsError
+from .host import MODULES_LOAD
 from .model import ServiceSet
-from .state import ServiceState, Store
-from .systemd import Systemd
+from .systemd import JobOutcome, Machine, Systemd, UnitState
+from .vms import NO_CONTROLLERS
 
 SEED_MODULES = ("ebtables",)
 SEED_HOST_UNITS = ("libvirtd.service", "libvirtd.socket")
-MODULES_LOAD = Path("/etc/modules-load.d/compute-units.conf")
+
+__all__ = ["MODULES_LOAD", "Finding", "real_effects", "repair_state", "run_checks"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,59 @@ class Finding:
     status: str  # ok, warn, fail
     message: str
     fix: str = ""
+
+
+class Unreachable:
+    """systemd as doctor sees it when D-Bus does not answer: every question raises why, which
+    `run_checks` reports as its `systemd` finding (the other checks still run)."""
+
+    def __init__(self, error: ComputeUnitsError) -> None:
+        self.error = error
+
+    def _fail(self) -> ComputeUnitsError:
+        return self.error
+
+    def state(self, unit: str) -> UnitState:
+        raise self._fail()
+
+    def reload(self) -> None:
+        raise self._fail()
+
+    def run_jobs(
+        self, verb: str, units: Sequence[str], *, timeout: float = 300.0, settle: float = 0.0
+    ) -> list[JobOutcome]:
+        raise self._fail()
+
+    def settle(self, outcomes: Sequence[JobOutcome], seconds: float) -> list[JobOutcome]:
+        raise self._fail()
+
+    def mask(self, units: Sequence[str]) -> None:
+        raise self._fail()
+
+    def fragment_path(self, unit: str) -> str:
+        raise self._fail()
+
+    def kill_signal(self, unit: str) -> int:
+        raise self._fail()
+
+    def machines(self) -> list[Machine]:
+        raise self._fail()
+
+    def load_error(self, unit: str) -> str:
+        raise self._fail()
+
+
+@contextmanager
+def real_effects(store: StateStore) -> Iterator[Effects]:
+    """The production bundle; a systemd that cannot be reached becomes `Unreachable`."""
+    from .jobs import UNIT_DIR
+
+    with ExitStack() as stack:
+        try:
+            systemd: SystemdApi = stack.enter_context(Systemd.connect())
+        except ComputeUnitsError as exc:
+            systemd = Unreachable(exc)
+        yield effects.real(systemd, store, UNIT_DIR)
 
 
 def cgroup_layout(mountinfo: str) -> str:
@@ -38,29 +100,22 @@ def cgroup_layout(mountinfo: str) -> str:
     return "legacy" if "cgroup" in types else "none"
 
 
-def check_modules(modules: list[str], fix: bool) -> list[Finding]:
+def check_modules(fx: Effects, modules: list[str], fix: bool) -> list[Finding]:
     findings = []
     for module in modules:
-        if host.module_available(module):
+        if fx.host.module_available(module):
             findings.append(Finding(f"module {module}", "ok", "loaded"))
             continue
         if fix:
             try:
-                runner.run(["modprobe", module])
-                MODULES_LOAD.parent.mkdir(parents=True, exist_ok=True)
-                existing = MODULES_LOAD.read_text().split() if MODULES_LOAD.exists() else []
-                if module not in existing:
-                    with MODULES_LOAD.open("a") as handle:
-                        handle.write(f"{module}\n")
-                findings.append(
-                    Finding(f"module {module}", "ok", f"loaded now and persisted in {MODULES_LOAD}")
-                )
-                continue
+                persisted = fx.host.load_module(module)
             except (CommandError, OSError) as exc:
                 findings.append(
                     Finding(f"module {module}", "fail", f"cannot load: {exc}", f"modprobe {module}")
                 )
                 continue
+            findings.append(Finding(f"module {module}", "ok", f"loaded now and persisted in {persisted}"))
+            continue
         findings.append(
             Finding(
                 f"module {module}",
@@ -72,9 +127,7 @@ def check_modules(modules: list[str], fix: bool) -> list[Finding]:
     return findings
 
 
-def check_units(systemd: Systemd | None, units: list[str], fix: bool) -> list[Finding]:
-    if systemd is None:
-        return [Finding("host units", "fail", "systemd is not reachable over D-Bus", "run on a systemd host")]
+def check_units(systemd: SystemdApi, units: list[str], fix: bool) -> list[Finding]:
     findings = []
     for unit in units:
         st = systemd.state(unit)
@@ -103,9 +156,7 @@ def check_units(systemd: Systemd | None, units: list[str], fix: bool) -> list[Fi
     return findings
 
 
-def check_machined(systemd: Systemd | None, fix: bool) -> Finding:
-    if systemd is None:
-        return Finding("systemd-machined", "fail", "systemd is not reachable over D-Bus")
+def check_machined(systemd: SystemdApi, fix: bool) -> Finding:
     st = systemd.state("systemd-machined.service")
     if st.active_state == "active":
         return Finding("systemd-machined", "ok", "active")
@@ -122,44 +173,39 @@ def check_machined(systemd: Systemd | None, fix: bool) -> Finding:
     )
 
 
-def check_kvm(path: Path = Path("/dev/kvm")) -> Finding:
+def check_kvm(fx: Effects, path: str = "/dev/kvm") -> Finding:
     """/dev/kvm must be the KVM character device, and open read-write."""
-    import stat as stat_
-
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
+    mode = fx.host.device_mode(path)
+    if mode is None:
         return Finding(
-            str(path),
+            path,
             "fail",
             "missing: no hardware virtualisation",
             "enable VT-x/AMD-V; load kvm_intel/kvm_amd",
         )
     if not stat_.S_ISCHR(mode):
         return Finding(
-            str(path),
+            path,
             "fail",
             "not a character device: qemu cannot use it",
             f"rm {path}; modprobe kvm_intel (or kvm_amd)",
         )
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        fx.host.open_rw(path)
     except OSError as exc:
         return Finding(
-            str(path),
+            path,
             "fail",
             f"cannot open read-write: {exc.strerror}",
             "check permissions and the kvm module",
         )
-    os.close(fd)
-    return Finding(str(path), "ok", "character device, opens read-write")
+    return Finding(path, "ok", "character device, opens read-write")
 
 
-def check_tools() -> list[Finding]:
+def check_tools(fx: Effects) -> list[Finding]:
     findings = []
     try:
-        data = json.loads(runner.run(["podman", "version", "--format", "json"]).stdout)
-        version = data.get("Client", data).get("Version", "?")
+        version = fx.podman.version()
         major_minor = tuple(int(x) for x in version.split(".")[:2])
         status = "ok" if major_minor >= (4, 3) else "warn"
         findings.append(
@@ -169,14 +215,10 @@ def check_tools() -> list[Finding]:
         findings.append(Finding("podman", "fail", f"not usable: {exc}", "install podman"))
     for tool in ("conmon", "crun"):
         try:
-            first = runner.run([tool, "--version"]).stdout.splitlines()[0]
-            findings.append(Finding(tool, "ok", first))
+            findings.append(Finding(tool, "ok", fx.host.tool_version(tool)))
         except (CommandError, IndexError) as exc:
             findings.append(Finding(tool, "warn", f"not found: {exc}", f"install {tool}"))
     return findings
-
-
-Run = Callable[..., runner.Result]
 
 
 REGISTRY_TIMEOUT = 10.0  # seconds for one manifest request (a black-holed registry never answers)
@@ -184,31 +226,29 @@ REGISTRY_TIMEOUT = 10.0  # seconds for one manifest request (a black-holed regis
 SINGLE_IMAGE = "Treating single images as manifest lists is not implemented"
 
 
-def pull_references(services: ServiceSet, store: Store | None) -> dict[str, str]:
+def pull_references(services: ServiceSet, store: StateStore) -> dict[str, str]:
     """The reference each service's next `upgrade` would pull (its pin is kept, targets.py)."""
-    from .state import State, StateError
+    from .state import ServiceState, State, StateError
     from .targets import choose_target
 
     try:
-        state = store.load() if store is not None else State()
+        state = store.load()
     except StateError:
         state = State()  # check_state reports it
     return {s.name: choose_target(s, state.services.get(s.name) or ServiceState(), None)[0] for s in services}
 
 
-def check_registries(
-    services: ServiceSet, run: Run = runner.run, store: Store | None = None, timeout: float = REGISTRY_TIMEOUT
-) -> list[Finding]:
+def check_registries(fx: Effects, services: ServiceSet, timeout: float = REGISTRY_TIMEOUT) -> list[Finding]:
     """A real manifest request per registry, made by podman with the TLS/insecure settings it will
     use for the pull (registries.conf), for each image a service would pull; each bounded by `timeout`."""
     by_registry: dict[str, list[str]] = {}
-    for reference in sorted(pull_references(services, store).values()):
+    for reference in sorted(pull_references(services, fx.store).values()):
         registry = reference.split("/", 1)[0] if "/" in reference else ""
         if ("." not in registry and ":" not in registry) or registry == "localhost":
             continue  # not from a registry (a local image)
         if reference not in by_registry.setdefault(registry, []):
             by_registry[registry].append(reference)
-    return [_probe_registry(registry, refs, run, timeout) for registry, refs in sorted(by_registry.items())]
+    return [_probe_registry(fx, registry, refs, timeout) for registry, refs in sorted(by_registry.items())]
 
 
 def by_digest(reference: str) -> str:
@@ -220,13 +260,11 @@ def by_digest(reference: str) -> str:
     return f"{head}{slash}{last.split(':', 1)[0]}@{digest}"
 
 
-def _probe_registry(registry: str, references: list[str], run: Run, timeout: float) -> Finding:
+def _probe_registry(fx: Effects, registry: str, references: list[str], timeout: float) -> Finding:
     check = f"registry {registry}"
     for reference in references:
         try:
-            result = run(
-                ["podman", "manifest", "inspect", by_digest(reference)], check=False, timeout=timeout
-            )
+            result = fx.podman.manifest_inspect(by_digest(reference), timeout=timeout)
         except CommandError as exc:
             if exc.returncode != 124:
                 return Finding(check, "fail", f"cannot run podman: {exc.message}", "check podman")
@@ -258,22 +296,14 @@ def _probe_registry(registry: str, references: list[str], run: Run, timeout: flo
     return Finding(check, "ok", "serves the manifest of " + ", ".join(references))
 
 
-def check_storage(services: ServiceSet, run: Run = runner.run) -> Finding:
+def check_storage(fx: Effects, services: ServiceSet) -> Finding:
     """Free space in podman's image store against the next image (estimated by the largest now)."""
     try:
-        info = json.loads(run(["podman", "info", "--format", "json"], timeout=60).stdout)
-        graph_root = str(info["store"]["graphRoot"])
-        fs = os.statvfs(graph_root)
-        free = fs.f_bavail * fs.f_frsize
+        graph_root = fx.podman.graph_root()
+        free = fx.host.free_bytes(graph_root)
     except (CommandError, ValueError, KeyError, OSError) as exc:
         return Finding("container storage", "warn", f"cannot tell free space: {exc}")
-    largest = 0
-    for s in services:
-        result = run(
-            ["podman", "image", "inspect", "--format", "{{.Size}}", str(s.image)], check=False, timeout=60
-        )
-        if result.returncode == 0 and result.stdout.strip().isdigit():
-            largest = max(largest, int(result.stdout.strip()))
+    largest = max([0, *(size for s in services if (size := fx.podman.image_size(str(s.image))))])
     need = max(largest, 256 << 20)
     shown = f"{free >> 20} MiB free in {graph_root}; the largest image here is {largest >> 20} MiB"
     if free < need:
@@ -288,7 +318,7 @@ def check_storage(services: ServiceSet, run: Run = runner.run) -> Finding:
     return Finding("container storage", "ok", shown)
 
 
-def check_state(store: Store) -> list[Finding]:
+def check_state(store: StateStore) -> list[Finding]:
     """state.json and history.jsonl well-formed; no upgrade left unfinished."""
     from .state import StateError
 
@@ -322,11 +352,11 @@ def check_state(store: Store) -> list[Finding]:
     return findings
 
 
-def check_mounts(services: ServiceSet) -> list[Finding]:
+def check_mounts(fx: Effects, services: ServiceSet) -> list[Finding]:
     findings = []
     for s in services:
         for m in s.mounts:
-            if not m.create and not Path(str(m.source)).exists():
+            if not m.create and not fx.host.exists(str(m.source)):
                 findings.append(
                     Finding(
                         f"mount {m.source}",
@@ -338,48 +368,72 @@ def check_mounts(services: ServiceSet) -> list[Finding]:
     return findings
 
 
-def run_checks(services: ServiceSet, *, fix: bool, store: Store, run: Run = runner.run) -> list[Finding]:
-    modules = sorted({*SEED_MODULES, *(m for s in services for m in s.preflight.kernel_modules)})
-    units = sorted({*SEED_HOST_UNITS, *(u for s in services for u in s.preflight.host_units_inactive)})
-    paths = sorted({str(p) for s in services for p in s.preflight.paths})
-    layout = cgroup_layout(Path("/proc/self/mountinfo").read_text())
-    findings = check_modules(modules, fix)
-    try:
-        with Systemd.connect() as systemd:
-            findings += check_units(systemd, units, fix)
-            findings.append(check_machined(systemd, fix))
-            findings += check_running(systemd, services, store)
-    except ComputeUnitsError as exc:
-        findings.append(Finding("systemd", "fail", exc.message, exc.hint or ""))
-    findings.append(check_kvm())
-    findings.append(
-        Finding("cgroups", "ok" if layout in ("unified", "hybrid") else "warn", f"{layout} layout")
-    )
-    findings += [
-        Finding(
-            f"path {p}", "ok" if Path(p).exists() else "fail", "exists" if Path(p).exists() else "missing"
-        )
-        for p in paths
-        if p != "/dev/kvm"
+def check_paths(fx: Effects, paths: list[str]) -> list[Finding]:
+    found = {p: fx.host.exists(p) for p in paths if p != "/dev/kvm"}
+    return [
+        Finding(f"path {p}", "ok" if ok else "fail", "exists" if ok else "missing") for p, ok in found.items()
     ]
-    findings += check_mounts(services)
-    findings += check_tools()
-    findings.append(check_storage(services, run))
-    findings += check_registries(services, run, store)
-    findings += check_state(store)
+
+
+def check_disruptive(services: ServiceSet) -> list[Finding]:
+    """Not a fault: says which services restart, upgrade and apply leave alone without consent."""
+    return [
+        Finding(
+            f"disruptive {s.name}",
+            "ok",
+            f"{s.disruptive}: restart, upgrade and apply refuse to restart it without --allow-disruptive",
+        )
+        for s in services
+        if s.disruptive is not None
+    ]
+
+
+def check_guest_scopes(
+    services: ServiceSet, controllers: list[str] | None, qemu: list[host.Process]
+) -> list[Finding]:
+    """Guests live in machine scopes, out of every unit's cgroup, or a restart of libvirt kills them.
+
+    Checked on the evidence (where each qemu runs now, on either layout) and on the one cause this
+    host can have: a cgroup2 without controllers, where libvirt never asks machined for a scope.
+    """
+    if not any(s.keeps_vms for s in services):
+        return []
+    findings = []
+    if controllers == []:
+        findings.append(
+            Finding(
+                "guest scopes",
+                "fail",
+                f"{NO_CONTROLLERS} (/sys/fs/cgroup/cgroup.controllers is empty): guests started now "
+                "stay in the libvirt unit's cgroup and die when it restarts",
+                "give this host's cgroup2 its controllers (a container or nested host: delegate them)",
+            )
+        )
+    for p in qemu:
+        if not host.machine_scoped(p):
+            findings.append(
+                Finding(
+                    f"guest PID {p.pid}",
+                    "fail",
+                    f"{p.comm} runs in {p.cgroup}, not in a machine scope: it dies with that unit",
+                    "let libvirt reach systemd-machined (mount /run/dbus/system_bus_socket; on cgroup2 it needs controllers too), then stop and start this guest",
+                )
+            )
+    if not findings:
+        findings.append(Finding("guest scopes", "ok", f"{len(qemu)} qemu running, each in a machine scope"))
     return findings
 
 
-def check_running(systemd: Systemd, services: ServiceSet, store: Store) -> list[Finding]:
+def check_running(fx: Effects, services: ServiceSet) -> list[Finding]:
     """Every managed unit that has a recorded digest runs it."""
     from .commands.lifecycle import collect_status
     from .state import StateError
 
     try:
-        state = store.load()
+        state = fx.store.load()
     except StateError:
         return []  # check_state reports it
-    rows = collect_status(systemd, list(services), state)
+    rows = collect_status(fx.systemd, fx.podman, list(services), state)
     return [
         Finding(f"service {r.service}", "fail", r.problem, f"compute-units status {r.service}")
         for r in rows
@@ -387,29 +441,86 @@ def check_running(systemd: Systemd, services: ServiceSet, store: Store) -> list[
     ]
 
 
-def repair_state(store: Store, services: ServiceSet) -> list[Finding]:
+def run_checks(fx: Effects, services: ServiceSet, *, fix: bool) -> list[Finding]:
+    modules = sorted({*SEED_MODULES, *(m for s in services for m in s.preflight.kernel_modules)})
+    units = sorted({*SEED_HOST_UNITS, *(u for s in services for u in s.preflight.host_units_inactive)})
+    paths = sorted({str(p) for s in services for p in s.preflight.paths})
+    layout = cgroup_layout(fx.host.mountinfo())
+    findings = check_modules(fx, modules, fix)
+    try:
+        findings += check_units(fx.systemd, units, fix)
+        findings.append(check_machined(fx.systemd, fix))
+        findings += check_running(fx, services)
+        findings += check_secrets(fx.systemd, services)
+    except ComputeUnitsError as exc:
+        findings.append(Finding("systemd", "fail", exc.message, exc.hint or ""))
+    findings.append(check_kvm(fx))
+    findings.append(
+        Finding("cgroups", "ok" if layout in ("unified", "hybrid") else "warn", f"{layout} layout")
+    )
+    findings += check_paths(fx, paths)
+    findings += check_guest_scopes(services, fx.host.cgroup2_controllers(), fx.host.qemu_processes())
+    findings += check_mounts(fx, services)
+    findings += check_disruptive(services)
+    findings += check_tools(fx)
+    findings.append(check_storage(fx, services))
+    findings += check_registries(fx, services)
+    findings += check_state(fx.store)
+    return findings
+
+
+def check_secrets(systemd: SystemdApi, services: ServiceSet, root: Path = Path("/")) -> list[Finding]:
+    """podman's version, and that each unit with secrets passes them the way this podman needs."""
+    from . import facts
+    from .commands.lifecycle import unit_secrets_mode
+    from .secretplan import mode_for
+
+    with_secrets = [s for s in services if s.secrets]
+    if not with_secrets:
+        return []
+    version = facts.Recorder(root).podman_version()
+    if version is None:
+        return [Finding("secrets", "fail", f"podman not found at {facts.PODMAN}", "install podman")]
+    shown = ".".join(map(str, version))
+    wanted = mode_for(version)
+    findings = [Finding("secrets", "ok", f"podman {shown}: {wanted} secrets")]
+    for s in with_secrets:
+        mode = unit_secrets_mode(systemd, s.unit)
+        if mode == wanted:
+            findings.append(Finding(f"secrets {s.name}", "ok", f"unit passes them {mode}"))
+        else:
+            found = f"unit passes them {mode}" if mode else "unit not generated (or has no secrets marker)"
+            findings.append(
+                Finding(
+                    f"secrets {s.name}",
+                    "warn",
+                    f"{found}; podman {shown} needs {wanted}",
+                    "compute-units apply",
+                )
+            )
+    return findings
+
+
+def repair_state(fx: Effects, services: ServiceSet) -> list[Finding]:
     """A state.json that cannot be read is moved aside and rebuilt: each service pinned to what its
     container runs now (unpinned when none runs). Nothing is done to a readable state."""
-    import time
-
-    from . import podman
     from .state import State, StateError
 
     try:
-        store.load()
+        fx.store.load()
         return []
     except StateError as exc:
         problem = exc.message
     state = State()
     for s in services:
-        reference = podman.running_reference(s.unit)
+        reference = fx.podman.running_reference(s.unit)
         if reference:
             entry = state.get(s.name)
             entry.current, entry.spec_image = reference, str(s.image)
-    aside = store.state_path.with_name(f"state.json.broken-{time.strftime('%Y%m%dT%H%M%S')}")
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(fx.clock.now()))
     try:
-        store.state_path.rename(aside)
-        store.save(state)
+        aside = fx.store.set_aside(f"state.json.broken-{stamp}")
+        fx.store.save(state)
     except OSError as exc:
         return [Finding("upgrade state", "fail", f"cannot rebuild: {exc.strerror}", "free space in /var/lib")]
     pinned = ", ".join(f"{n} {e.current}" for n, e in sorted(state.services.items())) or "nothing running"

@@ -146,3 +146,13 @@ class NotRootError(ComputeUnitsError):
     """The command changes the host and needs root."""
 
     exit_code = ExitCode.NOT_ROOT
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as one line for an operator: our message, an OSError's text and file, or its type."""
+    if isinstance(exc, ComputeUnitsError):
+        return exc.message
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    return f"{type(exc).__name__}: {exc}"

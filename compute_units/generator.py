@@ -5,25 +5,33 @@ writes units into NORMAL_DIR only. A broken spec is logged and skipped, the rest
 generated; one bad file never makes it exit non-zero. Imports nothing heavy (no typer/rich): it
 runs on every boot and reload.
 
-COMPUTE_UNITS_ROOT (tests and image builds only) prefixes the search path.
+COMPUTE_UNITS_ROOT (tests and image builds only) prefixes the search path, the state and facts
+records, and the podman binary whose version secrets follow; under it, podman is never run.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 TYPE_CHECKING = False  # not typing's: importing typing would cost every boot a few ms
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+    from pathlib import Path
 
+    from .model import ServiceSet
+    from .render import RenderOptions
     from .unitfile import Unit
 
 
 def log(message: str) -> None:
     """To stderr, which systemd sends to the journal for generators; also kmsg when stderr is not a tty."""
-    sys.stderr.write(f"compute-units-generator: {message}\n")
+    line = f"compute-units-generator: {message}\n"
+    _LOGGED.append(line)
+    sys.stderr.write(line)
+
+
+_LOGGED: list[str] = []  # this run's log lines, for the cache
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,15 +39,36 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) not in (1, 3):
         log("usage: compute-units-generator NORMAL_DIR [EARLY_DIR LATE_DIR]")
         return 2
-    normal_dir = Path(args[0])
+    root = os.environ.get("COMPUTE_UNITS_ROOT", "/")
     try:
-        return generate_into(normal_dir, Path(os.environ.get("COMPUTE_UNITS_ROOT", "/")))
+        return _generate(args[0], root)
     except Exception as exc:  # a bug must not hide the other generators' output
         log(f"internal error, no units generated: {exc!r}")
         return 1
 
 
-def generate_into(normal_dir: Path, root: Path) -> int:
+def _generate(normal_dir: str, root: str) -> int:
+    """From the cache when every input is as in the last clean run (gencache), else in full."""
+    from . import gencache
+
+    fresh = os.path.isdir(normal_dir) and not os.listdir(normal_dir)  # as systemd hands it over
+    if fresh and (entry := gencache.load(root)) is not None:
+        gencache.write_tree(normal_dir, entry["tree"])  # type: ignore[arg-type]
+        sys.stderr.write("".join(entry["log"]))  # type: ignore[arg-type]
+        return 0
+    from pathlib import Path
+
+    stamp = gencache.inputs(root)  # before reading: a change during the run misses next time
+    record: dict[str, list[str]] = {}
+    code = generate_into(Path(normal_dir), Path(root), record)
+    if fresh and code == 0 and "secrets" in record:
+        gencache.store(root, stamp, record["secrets"], gencache.read_tree(normal_dir), _LOGGED)
+    return code
+
+
+def generate_into(normal_dir: Path, root: Path, record: dict[str, list[str]] | None = None) -> int:
+    """The full path; a run without errors puts the secret files the specs name (inputs the cache
+    must check) into `record["secrets"]`."""
     from collections import Counter
 
     from . import install, render, spec
@@ -52,18 +81,25 @@ def generate_into(normal_dir: Path, root: Path) -> int:
         log(diagnostic.format())
     for path in skipped:
         log(f"skipped {path}: fix the errors above and run `systemctl daemon-reload`")
+    if record is not None and not errors:
+        files = [str(root / str(s.file).lstrip("/")) for v in services.services for s in v.secrets if s.file]
+        record["secrets"] = files
     units: dict[str, str] = {}
+    unknown: list[str] = []
     pins, overrides = _pins(root)
     if services.services:
         site = root / "etc/compute-units/templates"
         options = render.RenderOptions(template_dirs=(site,) if site.is_dir() else (), pins=pins)
+        services, options, unknown = _with_facts(services, options, root)
         units = render.render_all(services, options)
-    if skipped:
-        report = report_unit({path: errors[path] for path in skipped}, services.names())
+        if unknown and record is not None:
+            record.pop("secrets", None)  # not a clean run: never cached
+    if skipped or unknown:
+        report = report_unit({path: errors[path] for path in skipped}, services.names(), unknown)
         units[report.name] = report.text
     # the generator's directory belongs to this boot: no foreign files, nothing stale to keep
     install.apply(install.plan(units, normal_dir), normal_dir)
-    if skipped:
+    if skipped or unknown:
         link = normal_dir / install.WANTS_DIR / REPORT_UNIT
         link.parent.mkdir(exist_ok=True)
         if not link.is_symlink():
@@ -82,21 +118,60 @@ def generate_into(normal_dir: Path, root: Path) -> int:
 REPORT_UNIT = "compute-units-spec-errors.service"
 
 
-def report_unit(errors: Mapping[Path, int], generated: Sequence[str]) -> Unit:
+def _with_facts(
+    services: ServiceSet, options: RenderOptions, root: Path
+) -> tuple[ServiceSet, RenderOptions, list[str]]:
+    """The facts secrets need, from the record (podman only for what it lacks); services whose
+    facts are unknown are left out, each with a line saying why (also logged)."""
+    from pathlib import Path
+
+    from . import facts, render
+    from .model import ServiceSet
+    from .secretplan import SecretFactsMissing
+
+    if not any(s.secrets for s in services):
+        return services, options, []  # no facts needed: the record is not even read
+    if root == Path("/"):
+        recorder = facts.Recorder(root)
+    else:  # a tree (tests, image builds): its own podman and record, never this host's podman
+        recorder = facts.Recorder(root, facts.no_probe(), str(root / facts.PODMAN.lstrip("/")))
+    options = facts.render_options(services, options, recorder, at_boot=True)
+    kept, unknown = [], []
+    for service in services:
+        try:
+            render.secret_plan(service, render.image_for(service, options), options)
+        except SecretFactsMissing as exc:
+            log(f"skipped {exc.message}; {exc.hint}")  # the message starts with the service's name
+            unknown.append(f"skipped {exc.message}")
+            continue
+        kept.append(service)
+    return ServiceSet(tuple(kept)), options, unknown
+
+
+def report_unit(errors: Mapping[Path, int], generated: Sequence[str], unknown: Sequence[str] = ()) -> Unit:
     """A oneshot unit that names the skipped spec files in the journal and fails.
 
     At boot, generators run before journald, and a container has no /dev/kmsg: their stderr is
     lost. This unit logs which files were skipped once the journal runs, and its failure shows in
     `systemctl --failed` and makes the system "degraded" until the specs are fixed. It carries
-    only paths, counts, the names of the services generated (valid names) and our own words,
-    never text from a spec (a diagnostic may quote one): `compute-units validate` shows those.
+    only paths, counts, the names of the services generated (valid names), the names and images
+    (validated) of services left out for unknown secret facts, and our own words, never other text
+    from a spec (a diagnostic may quote one): `compute-units validate` shows those.
     """
     from .names import MARKER, TARGET_NAME
     from .render import exec_line
     from .unitfile import Unit, section
 
     lines = [f"skipped {_printable(str(path))}: {count} error(s)" for path, count in errors.items()]
-    lines.append("run `compute-units validate` to see the errors; fix them and run `systemctl daemon-reload`")
+    if errors:
+        lines.append(
+            "run `compute-units validate` to see the errors; fix them and run `systemctl daemon-reload`"
+        )
+    if unknown:
+        lines += [
+            *unknown,
+            "run `compute-units generate` to see how to fix it, then `systemctl daemon-reload`",
+        ]
     if generated:
         lines.append(f"generated {len(generated)} service(s): {', '.join(generated)}")
     unit = [

@@ -1,4 +1,5 @@
-"""Facts read from the host's /proc and /sys: processes, their cgroups, kernel modules."""
+"""Facts read from the host's /proc and /sys: processes, their cgroups, kernel modules; and what
+`doctor` asks of the host (devices, free space, tool versions, loading a module): `RealHost`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 PROC = Path("/proc")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 @dataclass(frozen=True)
@@ -36,16 +38,29 @@ def process(pid: int, proc: Path = PROC) -> Process | None:
     return Process(pid, comm, systemd_cgroup(cgroups), int(fields[19]))
 
 
-def systemd_cgroup(text: str) -> str:
-    """systemd's own cgroup path from a /proc/PID/cgroup text."""
-    unified = ""
+def systemd_cgroup(text: str, unified: bool | None = None) -> str:
+    """systemd's own cgroup path from a /proc/PID/cgroup text.
+
+    On a hybrid host that is the name=systemd hierarchy; on a cgroup2-only host the unified one
+    (`0::`), even when the kernel lists v1 hierarchies too: a cgroup2-only container or node on
+    a hybrid kernel shows a name=systemd line that its systemd does not use ("/" or "/..").
+    `unified`: whether /sys/fs/cgroup is cgroup2 alone here (None: look).
+    """
+    if unified is None:
+        unified = unified_layout()
+    found = ""
     for line in text.splitlines():
         _id, controllers, path = line.split(":", 2)
-        if controllers == "name=systemd":
+        if controllers == "name=systemd" and not unified:
             return path
         if _id == "0" and controllers == "":
-            unified = path
-    return unified
+            found = path
+    return found
+
+
+def unified_layout(root: Path = CGROUP_ROOT) -> bool:
+    """/sys/fs/cgroup is a cgroup2 mount (Debian 13, RHEL 10), not the v1 tmpfs of hybrid hosts."""
+    return (root / "cgroup.controllers").exists()
 
 
 def qemu_processes(proc: Path = PROC) -> list[Process]:
@@ -65,6 +80,31 @@ def qemu_processes(proc: Path = PROC) -> list[Process]:
 
 def in_cgroup(p: Process, cgroup: str) -> bool:
     return bool(cgroup) and (p.cgroup == cgroup or p.cgroup.startswith(cgroup.rstrip("/") + "/"))
+
+
+def machine_scoped(p: Process) -> bool:
+    """In a scope systemd-machined made for a VM: machine.slice/…/machine-NAME.scope[/libvirt].
+
+    The same on both layouts (the name=systemd path on hybrid, the unified one on cgroup2, where
+    libvirt adds a `libvirt` sub-cgroup under the scope) and on systemd 252 and 257.
+    """
+    parts = p.cgroup.split("/")
+    return "machine.slice" in parts and any(
+        part.startswith("machine-") and part.endswith(".scope") for part in parts
+    )
+
+
+def cgroup2_controllers(root: Path = CGROUP_ROOT) -> list[str] | None:
+    """The controllers a cgroup2-only host offers (its cgroup.controllers); None on a hybrid or
+    legacy host, where /sys/fs/cgroup is no cgroup2 mount and libvirt uses the v1 controllers.
+
+    An empty list matters: libvirt counts such a cgroup2 as no cgroups at all and then never asks
+    systemd-machined for a scope, so every guest stays in libvirt's own unit's cgroup.
+    """
+    try:
+        return (root / "cgroup.controllers").read_text().split()
+    except OSError:
+        return None
 
 
 def stop_process(
@@ -140,6 +180,7 @@ def module_available(name: str, proc: Path = PROC, sys_module: Path = Path("/sys
 
 
 BOOT_ID = PROC / "sys/kernel/random/boot_id"
+MODULES_LOAD = Path("/etc/modules-load.d/compute-units.conf")
 
 
 class RealHost:
@@ -164,6 +205,46 @@ class RealHost:
 
     def boot_id(self) -> str:
         return boot_id()
+
+    def mountinfo(self) -> str:
+        return (PROC / "self/mountinfo").read_text()
+
+    def device_mode(self, path: str) -> int | None:
+        """st_mode of `path` (None when it does not exist)."""
+        try:
+            return Path(path).stat().st_mode
+        except FileNotFoundError:
+            return None
+
+    def open_rw(self, path: str) -> None:
+        """Open `path` read-write and close it again; OSError when it cannot be opened."""
+        os.close(os.open(path, os.O_RDWR | os.O_CLOEXEC))
+
+    def free_bytes(self, path: str) -> int:
+        fs = os.statvfs(path)
+        return fs.f_bavail * fs.f_frsize
+
+    def tool_version(self, tool: str) -> str:
+        """The first line `TOOL --version` prints; CommandError or IndexError when there is none."""
+        from . import runner
+
+        return runner.run([tool, "--version"]).stdout.splitlines()[0]
+
+    def load_module(self, name: str) -> Path:
+        """modprobe NAME, and list it in MODULES_LOAD for the next boots; returns that file.
+        CommandError or OSError when either fails."""
+        from . import runner
+
+        runner.run(["modprobe", name])
+        MODULES_LOAD.parent.mkdir(parents=True, exist_ok=True)
+        existing = MODULES_LOAD.read_text().split() if MODULES_LOAD.exists() else []
+        if name not in existing:
+            with MODULES_LOAD.open("a") as handle:
+                handle.write(f"{name}\n")
+        return MODULES_LOAD
+
+    def cgroup2_controllers(self) -> list[str] | None:
+        return cgroup2_controllers()
 
 
 def boot_id(path: Path = BOOT_ID) -> str:

@@ -48,6 +48,11 @@ def is_ours(text: str) -> bool:
 
 def plan(units: Mapping[str, str], directory: Path) -> list[Change]:
     """Compare rendered units with `directory`. Raises InstallError for foreign files in the way."""
+    return compare(units, read_units(directory), directory)
+
+
+def read_units(directory: Path) -> dict[str, str]:
+    """The unit files in `directory` (not symlinks), by name."""
     existing: dict[str, str] = {}
     if directory.is_dir():
         for entry in directory.iterdir():
@@ -56,6 +61,11 @@ def plan(units: Mapping[str, str], directory: Path) -> list[Change]:
                     existing[entry.name] = entry.read_text()
                 except (OSError, UnicodeDecodeError):
                     continue
+    return existing
+
+
+def compare(units: Mapping[str, str], existing: Mapping[str, str], directory: Path) -> list[Change]:
+    """The plan from `existing` (name -> text in `directory`) to `units`."""
     foreign = sorted(n for n in units if n in existing and not is_ours(existing[n]))
     if foreign:
         raise InstallError(

@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import disruptive
 from .errors import NotRootError
 from .names import MARKER
 from .systemd import JobOutcome, Systemd, text
@@ -32,14 +33,22 @@ def require_root(action: str) -> None:
 
 
 def lifecycle(
-    verb: str, names: Sequence[str], ctx: Context, timeout: float, settle: float
+    verb: str,
+    names: Sequence[str],
+    ctx: Context,
+    timeout: float,
+    settle: float,
+    allow_disruptive: bool = False,
 ) -> list[JobOutcome]:
-    """Run one `verb` job per selected unit and return what systemd says happened."""
+    """Run one `verb` job per selected unit and return what systemd says happened.
+
+    A restart that would restart a running `disruptive:` service is refused unless allowed."""
     from .context import select
 
     services = ctx.load_for(names)
     chosen = select(services, names)
     require_root(verb)
+    asked = [s.name for s in chosen]
     if verb != "start":
         # systemd restarts/stops what Requires= a unit along with it: wait for and report those too
         wanted = {s.name for s in chosen}
@@ -51,11 +60,14 @@ def lifecycle(
         units.reverse()
     with Systemd.connect() as systemd:
         systemd.require_loaded(units)
+        if verb == "restart":
+            hits = disruptive.in_restart(services, asked, lambda unit: _running(systemd, unit))
+            disruptive.check(verb, hits, allow_disruptive)
         return systemd.run_jobs(verb, units, timeout=timeout, settle=settle)
 
 
 def lifecycle_by_units(
-    verb: str, names: Sequence[str], timeout: float, settle: float
+    verb: str, names: Sequence[str], timeout: float, settle: float, allow_disruptive: bool = False
 ) -> list[JobOutcome] | None:
     """The same, from the generated units alone: no spec is read (the common, fast case).
 
@@ -66,29 +78,50 @@ def lifecycle_by_units(
     with Systemd.connect() as systemd:
         units = [n if n.endswith(".service") else f"{n}.service" for n in names]
         props = {unit: systemd.unit_properties(unit) for unit in units}
-        if not all(_is_ours(p) for p in props.values()):
+        texts = {unit: _our_unit_text(p) for unit, p in props.items()}
+        if None in texts.values():
             return None
+        via: dict[str, str | None] = dict.fromkeys(units)  # unit -> the named unit it restarts with
         if verb != "start":  # systemd stops/restarts what requires a unit with it: report those too
             queue = list(units)
             while queue:
-                for dependent in map(text, props[queue.pop(0)][b"RequiredBy"]):
+                unit = queue.pop(0)
+                for dependent in map(text, props[unit][b"RequiredBy"]):
                     if dependent not in props:
                         props[dependent] = systemd.unit_properties(dependent)
-                        if _is_ours(props[dependent]):
+                        texts[dependent] = _our_unit_text(props[dependent])
+                        if texts[dependent] is not None:
                             units.append(dependent)
                             queue.append(dependent)
+                            via[dependent] = via[unit] or unit
+        if verb == "restart":
+            hits = [
+                disruptive.Hit(
+                    u.removesuffix(".service"), reason, (via[u] or "").removesuffix(".service") or None
+                )
+                for u in units
+                if (reason := disruptive.reason_in_unit(texts[u] or "")) is not None
+                and text(props[u][b"ActiveState"]) not in ("inactive", "failed")
+            ]
+            disruptive.check(verb, hits, allow_disruptive)
         if verb == "stop":
             units.reverse()
         return systemd.run_jobs(verb, units, timeout=timeout, settle=settle)
 
 
-def _is_ours(unit_properties: dict[bytes, object]) -> bool:
-    """Whether the unit file systemd loaded is one we generated (its first line is our marker)."""
+def _our_unit_text(unit_properties: dict[bytes, object]) -> str | None:
+    """The unit file systemd loaded, if we generated it (its first line is our marker)."""
     try:
         with open(text(unit_properties.get(b"FragmentPath", b""))) as handle:
-            return handle.readline().rstrip("\n") == MARKER
+            content = handle.read()
     except OSError:
-        return False
+        return None
+    return content if content.split("\n", 1)[0] == MARKER else None
+
+
+def _running(systemd: Systemd, unit: str) -> bool:
+    """Whether a restart would stop something (restarting an inactive unit only starts it)."""
+    return systemd.state(unit).active_state not in ("inactive", "failed")
 
 
 def journal_tail(unit: str, lines: int = JOURNAL_LINES) -> list[str]:

@@ -33,6 +33,8 @@ def parser(verb: str) -> argparse.ArgumentParser:
     p.add_argument("--json", dest="as_json", action="store_true")
     if verb != "stop":
         p.add_argument("--settle", type=float, default=LEAN_DEFAULTS["settle"])
+    if verb == "restart":
+        p.add_argument("--allow-disruptive", dest="allow_disruptive", action="store_true")
     return p
 
 

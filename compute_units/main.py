@@ -24,16 +24,17 @@ def lean(argv: list[str]) -> int | None:
     from .errors import ComputeUnitsError
 
     settle = getattr(args, "settle", 0.0)
+    allow = getattr(args, "allow_disruptive", False)
     try:
         outcomes = None
         if args.services and not args.spec and args.root == Path("/"):
             # the named units, straight from systemd: no spec (nor YAML) is read
-            outcomes = jobs.lifecycle_by_units(argv[0], args.services, args.timeout, settle)
+            outcomes = jobs.lifecycle_by_units(argv[0], args.services, args.timeout, settle, allow)
         if outcomes is None:
             from .context import make_context
 
             ctx = make_context(args.spec, args.root, None)
-            outcomes = jobs.lifecycle(argv[0], args.services, ctx, args.timeout, settle)
+            outcomes = jobs.lifecycle(argv[0], args.services, ctx, args.timeout, settle, allow)
     except ComputeUnitsError as exc:
         from .context import report_error
 

@@ -107,6 +107,9 @@ class Service:
     stop_timeout_s: int = 10
     restart: str = "on-failure"
     keeps_vms: bool = False
+    # why restarting it hurts (e.g. cuts every guest's network); None: not disruptive. A restart,
+    # upgrade or apply that would restart it needs --allow-disruptive (see disruptive.py).
+    disruptive: str | None = None
     preflight: Preflight = field(default_factory=Preflight)
     podman_args: tuple[str, ...] = ()
     spec_hash: str = ""

@@ -1,8 +1,13 @@
-"""The only access to images and containers: podman's CLI with JSON output, typed results."""
+"""Images and containers through podman's CLI (JSON output, typed results), via runner.py.
+
+The engine, `apply`, `status` and `doctor` reach it through `effects.ContainersApi` (`Podman`);
+the generated units run podman themselves, and the test harness drives its own."""
 
 from __future__ import annotations
 
 import json
+import re
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,8 +71,33 @@ def inspect_container(ref: str) -> Container | None:
         pid=int(state.get("Pid") or 0),
         health=str(health.get("Status", "")),
         started_at=str(state.get("StartedAt", "")),
-        stop_signal=int(c.get("Config", {}).get("StopSignal") or 15),
+        stop_signal=stop_signal_number(c.get("Config", {}).get("StopSignal")),
     )
+
+
+_REALTIME = re.compile(r"(?:SIG)?RTM(IN|AX)([+-]\d+)?")
+
+
+def stop_signal_number(value: object) -> int:
+    """Config.StopSignal as a number: podman 4 reports 15, podman 5 "SIGTERM"; absent means SIGTERM.
+
+    Raises CommandError for a value that is neither, rather than stopping with a guessed signal.
+    """
+    if value is None or value == "" or value == 0:
+        return int(signal.SIGTERM)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value).strip().upper()
+    if text.isdigit():
+        return int(text)
+    name = text if text.startswith("SIG") else f"SIG{text}"
+    if name in signal.Signals.__members__:
+        return int(signal.Signals[name])
+    realtime = _REALTIME.fullmatch(text)
+    if realtime:
+        base = signal.SIGRTMIN if realtime.group(1) == "IN" else signal.SIGRTMAX
+        return int(base) + int(realtime.group(2) or 0)
+    raise CommandError([PODMAN, "container", "inspect"], 0, "", f"unknown Config.StopSignal {value!r}")
 
 
 def repository_of(reference: str) -> str:
@@ -116,6 +146,46 @@ def healthcheck(container: str, *, timeout: float = 120) -> bool:
     return True
 
 
+def version() -> str:
+    """podman's version as it prints it (`podman --version`: no storage, no API service)."""
+    return runner.run([PODMAN, "--version"], timeout=60).stdout.strip()
+
+
+def image_configs(references: Sequence[str]) -> dict[str, tuple[list[str], list[str]]]:
+    """(ENTRYPOINT, CMD) of those `references` the local store has, in one podman call.
+
+    podman prints the images it found and exits non-zero when one is missing: each found image is
+    matched back by its tags and repository digests (repository:tag@digest by the digest).
+    """
+    if not references:
+        return {}
+    result = runner.run([PODMAN, "image", "inspect", "--format", "json", *references], check=False)
+    try:
+        images: list[dict[str, Any]] = json.loads(result.stdout or "[]")
+    except ValueError:
+        return {}
+    found: dict[str, tuple[list[str], list[str]]] = {}
+    for reference in references:
+        name, at, digest = reference.partition("@")
+        if at:
+            wanted = f"{repository_of(name)}@{digest}"
+            image = next((i for i in images if wanted in (i.get("RepoDigests") or [])), None)
+        else:
+            tagged = name if repository_of(name) != name else f"{name}:latest"
+            image = next((i for i in images if tagged in (i.get("RepoTags") or [])), None)
+        if image is not None:
+            found[reference] = _entrypoint_and_cmd(image)
+    return found
+
+
+def _entrypoint_and_cmd(image: dict[str, Any]) -> tuple[list[str], list[str]]:
+    config = image.get("Config") or {}
+    entrypoint = [str(w) for w in config.get("Entrypoint") or []]
+    if entrypoint == [""]:  # podman's way of writing "no entrypoint"
+        entrypoint = []
+    return entrypoint, [str(w) for w in config.get("Cmd") or []]
+
+
 def image_exists(reference: str) -> bool:
     return runner.run([PODMAN, "image", "exists", reference], check=False).returncode == 0
 
@@ -151,3 +221,26 @@ class Podman:
 
     def exec(self, container: str, argv: Sequence[str], *, timeout: float) -> runner.Result:
         return runner.run([PODMAN, "exec", container, *argv], check=False, timeout=timeout)
+
+    # doctor's questions (argv starts with "podman": its messages name the command so)
+    def version(self) -> str:
+        """The client's version ("4.3.1"); CommandError or ValueError when podman is not usable."""
+        data = json.loads(runner.run(["podman", "version", "--format", "json"]).stdout)
+        return str(data.get("Client", data).get("Version", "?"))
+
+    def manifest_inspect(self, reference: str, *, timeout: float) -> runner.Result:
+        """The registry's manifest of `reference`, asked with registries.conf's TLS settings (a real
+        request); CommandError (124) when no answer comes within `timeout`."""
+        return runner.run(["podman", "manifest", "inspect", reference], check=False, timeout=timeout)
+
+    def graph_root(self) -> str:
+        """Where the image store is; CommandError, ValueError or KeyError when podman cannot say."""
+        info = json.loads(runner.run(["podman", "info", "--format", "json"], timeout=60).stdout)
+        return str(info["store"]["graphRoot"])
+
+    def image_size(self, reference: str) -> int | None:
+        """A local image's size in bytes (None when it is not here)."""
+        argv = ["podman", "image", "inspect", "--format", "{{.Size}}", reference]
+        result = runner.run(argv, check=False, timeout=60)
+        size = result.stdout.strip()
+        return int(size) if result.returncode == 0 and size.isdigit() else None

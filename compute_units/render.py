@@ -15,15 +15,16 @@ from pathlib import Path
 
 import jinja2
 
-from . import __version__, options
+from . import __version__, options, secretplan
+from .disruptive import UNIT_KEY as DISRUPTIVE_KEY
 from .errors import UsageError
 from .model import NAMESPACES, Service, ServiceSet
 from .names import MARKER, TARGET_NAME
+from .secretplan import ImageConfig, podman_secret_name
 from .unitfile import Line, Unit, comment, comments, section
 
 SERVICE_TEMPLATE = "service.j2"
 TARGET_TEMPLATE = "target.j2"
-SECRET_PREFIX = "compute-units"
 STOP_TIMEOUT_MARGIN_S = 30
 
 _NEEDS_QUOTES = re.compile(r"[\s\"'\\]")
@@ -45,6 +46,10 @@ class RenderOptions:
     pins: Mapping[str, str] = field(default_factory=dict)
     start_limit_interval: str = "10min"
     start_limit_burst: int = 20
+    # facts about the host that secrets depend on (facts.py detects them): podman's version, and
+    # for podman < 5.3 the ENTRYPOINT and CMD of the images that services with secrets run
+    podman_version: tuple[int, ...] | None = None
+    images: Mapping[str, ImageConfig] = field(default_factory=dict)
 
 
 def builtin_template_dirs() -> list[Path]:
@@ -154,14 +159,16 @@ def service_unit(
     Quadlet's cidfile and sets KillMode= (Quadlet's default differs from systemd's).
     """
     image = image or image_for(service, options)
+    secrets = secret_plan(service, image, options)
     header = (
         MARKER,
         f"# Source: {service.source}",
         f"# Edit the spec and run `compute-units generate`, or add a drop-in (systemctl edit {service.unit}).",
+        *([secretplan.marker_line(secrets.mode)] if secrets else []),
     )
     sections = (
         section("Unit", _unit_entries(service, image, options)),
-        section("Service", _service_entries(service, image, options, quadlet)),
+        section("Service", _service_entries(service, image, options, quadlet, secrets)),
         section("Install", [("WantedBy", TARGET_NAME)]),
     )
     return Unit(service.unit, header, sections)
@@ -201,6 +208,8 @@ def _unit_entries(service: Service, image: str, options: RenderOptions) -> list[
         ("X-ComputeUnits-Spec-Hash", service.spec_hash),
         ("X-ComputeUnits-Image", unit_value(image)),
     ]
+    if service.disruptive is not None:
+        entries.append((DISRUPTIVE_KEY, unit_value(service.disruptive)))
     return entries
 
 
@@ -213,7 +222,9 @@ QUADLET_KILL_MODE_COMMENT = (
 )
 
 
-def _service_entries(service: Service, image: str, options: RenderOptions, quadlet: bool) -> list[Line]:
+def _service_entries(
+    service: Service, image: str, options: RenderOptions, quadlet: bool, secrets: secretplan.Plan | None
+) -> list[Line]:
     podman = options.podman
     entries: list[Line] = []
     if not quadlet:
@@ -247,13 +258,21 @@ def _service_entries(service: Service, image: str, options: RenderOptions, quadl
     for secret in service.secrets:
         if secret.file is not None:
             name = podman_secret_name(service, secret.variable)
+            if secrets is not None and secrets.mode == "native":  # podman >= 4.7 has --replace
+                entries.append(
+                    (
+                        "ExecStartPre",
+                        exec_line([podman, "secret", "create", "--replace", name, str(secret.file)]),
+                    )
+                )
+                continue
             entries.append(("ExecStartPre", "-" + exec_line([podman, "secret", "rm", name])))
             entries.append(("ExecStartPre", exec_line([podman, "secret", "create", name, str(secret.file)])))
     timeout = str(service.stop_timeout_s)
     if quadlet:
         entries.append(("ExecStop", exec_line([podman, "stop", "--ignore", "-t", timeout, QUADLET_CIDFILE])))
     else:
-        entries.append(("ExecStart", exec_line(podman_run_argv(service, image, podman), wrap=True)))
+        entries.append(("ExecStart", exec_line(podman_run_argv(service, image, podman, secrets), wrap=True)))
         # one podman call stops (SIGTERM, then SIGKILL after -t) and removes the container: stop
         # returns only when it is gone, and the restart downtime pays for one podman start-up, not two
         entries.append(("ExecStop", exec_line([podman, "rm", "-f", "--ignore", "-t", timeout, CIDFILE])))
@@ -265,28 +284,20 @@ def image_for(service: Service, options: RenderOptions) -> str:
     return options.pins.get(service.name) or str(service.image)
 
 
-SECRETS_DIR = "/run/secrets"
+def secret_plan(service: Service, image: str, options: RenderOptions) -> secretplan.Plan | None:
+    """How the service's secrets reach its container (None: it has none); see secretplan."""
+    return secretplan.plan(service, image, options.podman_version, options.images)
 
 
-def secret_loader(service: Service) -> list[str]:
-    """Entrypoint that turns mounted secret files into environment variables, then execs `command`.
+def podman_run_argv(
+    service: Service, image: str, podman: str = "/usr/bin/podman", secrets: secretplan.Plan | None = None
+) -> list[str]:
+    """The exact argv systemd will execute (before %-specifier expansion of the cidfile).
 
-    podman's own env secrets (type=env) show their values in `podman inspect` once the container
-    runs; mounted secrets do not. Variable names are validated identifiers, safe in the script.
-    Needs /bin/sh in the image; trailing newlines of a secret file are dropped, as by $(cat).
+    `secrets` is the service's `secret_plan` (required when it has secrets).
     """
-    exports = " && ".join(
-        f'{s.variable}="$(cat {SECRETS_DIR}/{s.variable})" && export {s.variable}' for s in service.secrets
-    )
-    return ["/bin/sh", "-c", f'{exports} && exec "$@"', "compute-units-secrets"]
-
-
-def podman_secret_name(service: Service, variable: str) -> str:
-    return f"{SECRET_PREFIX}.{service.name}.{variable}"
-
-
-def podman_run_argv(service: Service, image: str, podman: str = "/usr/bin/podman") -> list[str]:
-    """The exact argv systemd will execute (before %-specifier expansion of the cidfile)."""
+    if service.secrets and secrets is None:
+        raise ValueError(f"{service.name}: podman_run_argv needs the secret plan")
     argv = [
         podman,
         "run",
@@ -307,11 +318,9 @@ def podman_run_argv(service: Service, image: str, podman: str = "/usr/bin/podman
     argv += [f"--volume={m.volume_arg()}" for m in service.mounts]
     argv += [f"--device={d}" for d in service.devices]
     argv += [f"--env={k}={v}" for k, v in service.environment]
-    for secret in service.secrets:
-        name = secret.podman_secret or podman_secret_name(service, secret.variable)
-        argv.append(f"--secret={name},type=mount,mode=0400,target={secret.variable}")
-    if service.secrets:
-        argv.append(f"--entrypoint={json.dumps(secret_loader(service), separators=(',', ':'))}")
+    loader = secrets is not None and secrets.mode == "loader"
+    if secrets is not None:
+        argv += secrets.options
     if service.health is not None:
         h = service.health
         argv += [
@@ -322,10 +331,12 @@ def podman_run_argv(service: Service, image: str, podman: str = "/usr/bin/podman
             f"--health-start-period={_seconds(h.start_period_ms)}",
             f"--health-retries={h.retries}",
         ]
-    argv += list(service.podman_args)
+    # the loader's own --entrypoint runs the one podman_args gives
+    argv += [a for a in service.podman_args if not (loader and a.startswith("--entrypoint="))]
     argv.append(image)
-    if service.command:
-        argv += list(service.command)
+    command = secrets.command if secrets is not None and secrets.command is not None else service.command
+    if command:
+        argv += list(command)
     return argv
 
 

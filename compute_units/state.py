@@ -3,9 +3,11 @@
 state.json    {"version": 1, "services": {NAME: ServiceState fields}} — what each service is pinned
               to and the upgrade in flight, if any; every write is atomic (temp file, fsync, rename),
               so a crash or a full disk leaves the old file or the new one, never half of one.
-history.jsonl one JSON object per finished upgrade or rollback, appended (kind, result, from, to,
-              steps, reason, time)
-upgrade.lock  flock()ed by the running upgrade; holds "PID service step since" for whoever waits
+history.jsonl one JSON object per finished upgrade or rollback, appended: service, kind, result,
+              from, to, note, undoes, failed_step, reason, steps, vm_check, time, duration_ms
+              (upgrade.Report without its VM snapshots)
+upgrade.lock  flock()ed by the running upgrade; holds "PID HH:MM:SS activity" (the service and its
+              step) for whoever waits
 
 Both files are checked on read: a wrong shape is a `StateError` naming the file and the key, never
 a traceback, and never silently taken as "nothing pinned".
@@ -212,6 +214,12 @@ class Store:
 
     def history_problems(self) -> int:
         return self._history_entries()[1]
+
+    def set_aside(self, name: str) -> Path:
+        """Move state.json to NAME in the same directory (a broken file kept for a post-mortem)."""
+        aside = self.state_path.with_name(name)
+        self.state_path.rename(aside)
+        return aside
 
     def _history_entries(self) -> tuple[list[dict[str, Any]], int]:
         try:

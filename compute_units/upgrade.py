@@ -13,19 +13,19 @@ Effects come in through `effects.Effects`; nothing here calls podman, systemd or
 from __future__ import annotations
 
 import contextlib
-import signal
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import vms
+from . import disruptive, vms
 from .effects import Effects
-from .errors import CommandError, ComputeUnitsError, ExitCode
+from .errors import CommandError, ComputeUnitsError, ExitCode, describe
+from .host import signal_name
 from .model import Service, ServiceSet
 from .state import ServiceState, State, digest_of
 from .targets import choose_target
-from .vms import VmSnapshot
+from .vms import NO_CONTROLLERS, VmSnapshot
 
 SIGKILL = 9
 HEALTH_POLL_S = 0.5
@@ -114,8 +114,10 @@ class Upgrader:
         progress: Progress = lambda message: None,
         pull_display: PullDisplay | None = None,
         pull_timeout: float = DEFAULT_PULL_TIMEOUT_S,
+        allow_disruptive: bool = False,
     ) -> None:
         self.fx = fx
+        self.allow_disruptive = allow_disruptive
         self.services = services
         self.render_unit = render_unit
         self.progress = progress
@@ -153,6 +155,8 @@ class Upgrader:
             return report
         self._stop_if_interrupted(report, "before anything was changed")
         with self._step(report, "preflight"):
+            if not resume:  # a resumed upgrade was allowed when it began
+                self._refuse_disruptive(service, report)
             snapshot = self.preflight(service)
         if not resume:
             self._stop_if_interrupted(report, "before anything was changed")
@@ -236,21 +240,19 @@ class Upgrader:
                 self._advance(state, entry, "verified")
         except Interrupted as stop:
             why = f"interrupted by {stop.signame}"
-            self._roll_back_after(service, state, report, "interrupted", why)
+            notes = self._roll_back_after(service, state, report, "interrupted", why)
             raise UpgradeInterrupted(
                 f"{service.name}: {why} during the upgrade to {target}; "
-                f"rolled back to {entry.current or service.image}{_write_notes(report, why)}",
+                f"rolled back to {entry.current or service.image}{notes}",
                 hint=f"`compute-units upgrade {service.name}` starts it again",
             ) from None
         except Exception as exc:  # a failed step, or anything else that went wrong: roll back
-            failure = (
-                exc if isinstance(exc, StepFailed) else StepFailed(report.steps[-1].name, _describe(exc))
-            )
+            failure = exc if isinstance(exc, StepFailed) else StepFailed(report.steps[-1].name, describe(exc))
             report.failed_step, report.reason = failure.step, failure.reason
-            self._roll_back_after(service, state, report, "rolled-back", failure.reason)
+            notes = self._roll_back_after(service, state, report, "rolled-back", failure.reason)
             raise RolledBack(
                 f"{service.name}: {report.kind} to {target} failed at {failure.step}: {failure.reason}; "
-                f"rolled back to {entry.current or service.image}{_write_notes(report, failure.reason)}",
+                f"rolled back to {entry.current or service.image}{notes}",
                 hint=f"see `journalctl -u {service.unit}` and `compute-units history {service.name}`",
             ) from None
         with self._step(report, "commit"):
@@ -293,10 +295,11 @@ class Upgrader:
         except ComputeUnitsError as exc:
             step.ms, step.ok, step.detail = self._ms(started), False, exc.message
             report.steps.append(step)
-            report.result, report.failed_step, report.reason = "failed", name, exc.message
+            result = "refused" if isinstance(exc, disruptive.DisruptiveRefused) else "failed"
+            report.result, report.failed_step, report.reason = result, name, exc.message
             raise
         except Exception as exc:
-            step.ms, step.ok, step.detail = self._ms(started), False, _describe(exc)
+            step.ms, step.ok, step.detail = self._ms(started), False, describe(exc)
             report.steps.append(step)
             raise
         step.ms = self._ms(started)
@@ -367,6 +370,16 @@ class Upgrader:
             )
         return snapshot
 
+    def _refuse_disruptive(self, service: Service, report: Report) -> None:
+        def running(unit: str) -> bool:
+            return self.fx.systemd.state(unit).active_state not in ("inactive", "failed")
+
+        disruptive.check(
+            f"{report.kind} {service.name}",
+            disruptive.in_restart(self.services, [service.name], running),
+            self.allow_disruptive,
+        )
+
     def _vm_safety(self, service: Service) -> list[str]:
         from .host import in_cgroup
 
@@ -381,9 +394,12 @@ class Upgrader:
         if st.active_state == "active":
             inside = [p for p in self.fx.host.qemu_processes() if in_cgroup(p, st.control_group)]
             if inside:
+                cause = ""
+                if self.fx.host.cgroup2_controllers() == []:
+                    cause = f" ({NO_CONTROLLERS}: compute-units doctor)"
                 problems.append(
                     f"qemu PID {', '.join(str(p.pid) for p in inside)} is inside {service.unit}'s cgroup "
-                    "and would be killed with it"
+                    f"and would be killed with it{cause}"
                 )
             if self.fx.systemd.kill_signal(service.unit) != SIGKILL:
                 problems.append(
@@ -432,7 +448,7 @@ class Upgrader:
         if container is None or not container.running or container.pid <= 0:
             return "no running container"
         control_group = self.fx.systemd.state(service.unit).control_group
-        name = _signal_name(container.stop_signal)
+        name = signal_name(container.stop_signal)
         started = self.fx.clock.monotonic()
         outcome = self.fx.host.stop_process(
             container.pid, container.stop_signal, service.stop_timeout_s, cgroup=control_group
@@ -491,12 +507,15 @@ class Upgrader:
     # ------------------------------------------------------------------ rollback and recovery
     def _roll_back_after(
         self, service: Service, state: State, report: Report, result: str, reason: str
-    ) -> None:
+    ) -> str:
+        """Roll back after `reason`; what it could not record ("; state.json not updated: …")."""
         entry = state.get(service.name)
         entry.phase = "rolling-back"
         report.reason = report.reason or reason
         self._save_best_effort(state, report)
         self._finish_rollback(service, state, report, result)
+        notes = report.reason.removeprefix(reason)
+        return notes if notes.startswith("; ") else ""
 
     def _finish_rollback(self, service: Service, state: State, report: Report, result: str) -> None:
         entry = state.get(service.name)
@@ -508,7 +527,7 @@ class Upgrader:
                 after, problems = self.post_check(service, report.vm_before)
                 report.vm_after, report.vm_check = after, problems
             except Exception as exc:
-                why = exc.reason if isinstance(exc, StepFailed) else _describe(exc)
+                why = exc.reason if isinstance(exc, StepFailed) else describe(exc)
                 report.result = "failed"
                 report.reason = f"{report.reason}; rollback also failed: {why}"
                 self._history_best_effort(report)
@@ -559,7 +578,7 @@ class Upgrader:
         try:
             self.fx.store.save(state)
         except OSError as exc:
-            note = f"; state.json not updated: {_describe(exc)}"
+            note = f"; state.json not updated: {describe(exc)}"
             if note not in (report.reason or ""):  # said once, however many writes failed
                 report.reason = (report.reason or "") + note
 
@@ -567,7 +586,7 @@ class Upgrader:
         try:
             self._history(report)
         except OSError as exc:
-            report.reason = f"{report.reason}; history not updated: {_describe(exc)}"
+            report.reason = f"{report.reason}; history not updated: {describe(exc)}"
 
     def _history(self, report: Report) -> None:
         import time
@@ -578,25 +597,3 @@ class Upgrader:
         for key in ("vm_before", "vm_after"):
             entry.pop(key, None)
         self.fx.store.append_history(entry)
-
-
-def _write_notes(report: Report, reason: str) -> str:
-    """What the rollback could not record ("; state.json not updated: …"), for the message."""
-    notes = (report.reason or "").removeprefix(reason)
-    return notes if notes.startswith("; ") else ""
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ComputeUnitsError):
-        return exc.message
-    if isinstance(exc, OSError):
-        where = f" ({exc.filename})" if exc.filename else ""
-        return f"{exc.strerror or exc}{where}"
-    return f"{type(exc).__name__}: {exc}"

@@ -15,6 +15,8 @@ from .model import Service
 from .systemd import HostNotReady
 
 VIRSH_LIST = ["virsh", "-c", "qemu:///system", "list", "--all"]
+# why a guest is in its libvirt unit's cgroup on a cgroup2 host whose cgroup.controllers is empty
+NO_CONTROLLERS = "this host's cgroup2 offers no controllers, so libvirt gives guests no machine scope"
 
 
 @dataclass

@@ -24,6 +24,7 @@ from ..errors import ComputeUnitsError
 from ..lean import LEAN_DEFAULTS
 
 __all__ = [
+    "AllowDisruptiveOpt",
     "Context",
     "JsonOpt",
     "RootOpt",
@@ -72,6 +73,14 @@ SettleOpt = Annotated[
         "--settle",
         help="After a start job, watch the unit this many seconds: a container that dies at once "
         "is reported as failed (systemd already counts the job as done).",
+    ),
+]
+AllowDisruptiveOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-disruptive",
+        help="Also restart services whose spec says `disruptive:` (e.g. ovs-vswitchd, whose restart "
+        "cuts every VM's network); without it such a restart is refused (exit 2).",
     ),
 ]
 ServicesArg = Annotated[

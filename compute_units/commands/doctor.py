@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..doctor import Finding, repair_state, run_checks
+from ..doctor import Finding, real_effects, repair_state, run_checks
 from ..errors import ExitCode
 from ..jobs import require_root
 from .common import JsonOpt, RootOpt, SpecOpt, emit_json, make_context, out, reporting
@@ -40,8 +40,10 @@ def doctor(
         repaired: list[Finding] = []
         if fix:
             require_root("doctor --fix")
-            repaired = repair_state(store, services)
-        findings = repaired + run_checks(services, fix=fix, store=store)
+        with real_effects(store) as fx:
+            if fix:
+                repaired = repair_state(fx, services)
+            findings = repaired + run_checks(fx, services, fix=fix)
         if as_json:
             emit_json(
                 {"ok": all(f.status != "fail" for f in findings), "findings": [asdict(f) for f in findings]}

@@ -76,7 +76,7 @@ def import_cmd(
         typer.Option(
             "--command",
             metavar="NAME=ARGV",
-            help="The container's argv for service NAME (needed with secrets when the line gives none).",
+            help="The container's argv for service NAME (replaces the arguments after the image; CMD of the image when none).",
         ),
     ] = None,
     root: RootOpt = Path("/"),
@@ -259,7 +259,7 @@ def export_cmd(
         loaded, warnings = ctx.load()
         chosen = select(loaded, services or [])
         print_diagnostics(warnings)
-        options = ctx.render_options()
+        options = ctx.render_options(loaded, version=version)
         files = [
             quadlet_mod.container_file(
                 s, image=render.image_for(s, options), options=options, version=version

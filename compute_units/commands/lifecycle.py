@@ -11,15 +11,16 @@ import typer
 from rich.table import Table
 
 from .. import jobs, podman
-from ..errors import ComputeUnitsError, ExitCode, UsageError
+from ..effects import ContainersApi, SystemdApi
+from ..errors import ExitCode
 from ..jobs import UNIT_DIR, require_root
-from ..model import Service, ServiceSet
-from ..names import TARGET_NAME
+from ..model import Service
 from ..state import State, digest_of
-from ..systemd import JobOutcome, Systemd
+from ..systemd import Systemd
 from .common import (
     DEFAULT_SETTLE,
     DEFAULT_TIMEOUT,
+    AllowDisruptiveOpt,
     JsonOpt,
     RootOpt,
     ServicesArg,
@@ -44,9 +45,11 @@ def _lifecycle(
     timeout: float,
     as_json: bool,
     settle: float = 0.0,
+    allow_disruptive: bool = False,
 ) -> None:
     with reporting(as_json):
-        outcomes = jobs.lifecycle(verb, names or [], make_context(specs, root, None), timeout, settle)
+        ctx = make_context(specs, root, None)
+        outcomes = jobs.lifecycle(verb, names or [], ctx, timeout, settle, allow_disruptive)
     code = jobs.print_outcomes(outcomes, as_json=as_json)
     if code:
         raise typer.Exit(code)
@@ -81,10 +84,14 @@ def restart(
     root: RootOpt = Path("/"),
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     settle: SettleOpt = DEFAULT_SETTLE,
+    allow_disruptive: AllowDisruptiveOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Restart services: a new container replaces the old one; units that require them follow."""
-    _lifecycle("restart", services, specs, root, timeout, as_json, settle)
+    """Restart services: a new container replaces the old one; units that require them follow.
+
+    A running service marked `disruptive:` (or one that would restart with a named one) is
+    refused (exit 2, nothing restarted) unless --allow-disruptive is given."""
+    _lifecycle("restart", services, specs, root, timeout, as_json, settle, allow_disruptive)
 
 
 def apply(
@@ -92,26 +99,32 @@ def apply(
     templates: TemplatesOpt = None,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     settle: SettleOpt = DEFAULT_SETTLE,
+    allow_disruptive: AllowDisruptiveOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Generate units, daemon-reload, (re)start exactly the changed ones, start compute-node.target.
 
     A pinned service whose spec names another image than at its last upgrade is refused (nothing is
     written): moving images goes through `compute-units upgrade`, which is gated and rolls back.
+    So is a change that would restart a running `disruptive:` service, unless --allow-disruptive.
     """
-    from .. import install, render
+    from .. import effects, render
+    from ..apply import apply_changes, plan, refuse_disruptive_changes
 
     with reporting(as_json):
         ctx = make_context(specs, Path("/"), templates)
         services, warnings = ctx.load()
-        state = ctx.store().load()
-        refuse_image_edits(services, state)
-        units = render.render_all(services, ctx.render_options())
-        changes = install.plan(units, UNIT_DIR)
+        changes = plan(
+            ctx.store(),
+            effects.UnitDirectory(UNIT_DIR),
+            services,
+            lambda: render.render_all(services, ctx.render_options(services)),
+        )
         require_root("apply")
         with Systemd.connect() as systemd:
-            outcomes = apply_changes(systemd, services, changes, timeout)
-            outcomes = systemd.settle(outcomes, settle)
+            fx = effects.real(systemd, ctx.store(), UNIT_DIR)
+            refuse_disruptive_changes(fx.systemd, services, changes, allow_disruptive)
+            outcomes = apply_changes(fx, services, changes, timeout=timeout, settle=settle)
         if not as_json:
             print_diagnostics(warnings)
             for c in changes:
@@ -120,62 +133,6 @@ def apply(
     code = jobs.print_outcomes(outcomes, as_json=as_json)
     if code:
         raise typer.Exit(code)
-
-
-def refuse_image_edits(services: ServiceSet, state: State) -> None:
-    """An image edit in the spec of a pinned service is an upgrade: never applied silently."""
-    edits = []
-    for service in services:
-        entry = state.services.get(service.name)
-        if entry is None or entry.current is None or entry.spec_image is None:
-            continue
-        if entry.spec_image != str(service.image):
-            edits.append(
-                f"{service.name}: the spec's image changed from {entry.spec_image} to {service.image} "
-                f"since the last upgrade pinned {entry.current}"
-            )
-    if edits:
-        raise UsageError(
-            "; ".join(edits) + "; nothing was written",
-            hint="move to the new image with `compute-units upgrade "
-            + " ".join(e.split(":", 1)[0] for e in edits)
-            + "` (pulled, health-gated, rolled back on failure), or revert the spec",
-        )
-
-
-def apply_changes(
-    systemd: Systemd, services: ServiceSet, changes: Sequence[object], timeout: float
-) -> list[JobOutcome]:
-    from .. import install
-
-    plan = [c for c in changes if isinstance(c, install.Change)]
-    removed = [c.name for c in plan if c.action == "remove" and c.name.endswith(".service")]
-    outcomes: list[JobOutcome] = []
-    if removed:
-        outcomes += systemd.run_jobs("stop", removed, timeout=timeout)
-    install.apply(plan, UNIT_DIR)
-    systemd.reload()
-    unloadable = [s.unit for s in services if systemd.state(s.unit).load_state not in ("loaded", "masked")]
-    if unloadable:
-        raise ComputeUnitsError(
-            "systemd cannot load "
-            + "; ".join(f"{u}: {systemd.load_error(u) or 'not loaded'}" for u in unloadable),
-            hint="fix the spec (or the template override) and run `compute-units apply` again",
-        )
-    changed = {c.name for c in plan if c.action in ("add", "change")}
-    ordered = [s.unit for s in services if s.unit in changed]
-    active = {u for u in ordered if systemd.state(u).active_state in ("active", "activating", "reloading")}
-    restarts = [u for u in ordered if u in active]
-    if restarts:
-        outcomes += systemd.run_jobs("restart", restarts, timeout=timeout)
-    outcomes += systemd.run_jobs("start", [TARGET_NAME], timeout=timeout)
-    # the target's job is "done" even when a wanted unit failed: check every service
-    outcomes += [
-        JobOutcome(s.unit, "start", "done", systemd.state(s.unit))
-        for s in services
-        if s.unit not in {o.unit for o in outcomes}
-    ]
-    return outcomes
 
 
 @dataclass(frozen=True)
@@ -196,19 +153,21 @@ class ServiceStatus:
     upgrade_target: str
     upgrade_since: str
     problem: str  # why this service makes `status` exit 7 ("" when fine)
+    secrets: str = ""  # how the unit passes secrets: "native", "loader", or "" (none; unit not generated)
+    disruptive: str | None = None  # why restarting it hurts; restart/upgrade/apply need --allow-disruptive
 
 
 def collect_status(
-    systemd: Systemd, chosen: Sequence[Service], state: State, run_dir: Path = Path("/run")
+    systemd: SystemdApi, containers: ContainersApi, chosen: Sequence[Service], state: State
 ) -> list[ServiceStatus]:
     """One row per service; `problem` says what is wrong (unfinished upgrade, digest drift)."""
     rows = []
     pins = state.pins()
     for service in chosen:
         st = systemd.state(service.unit)
-        container = podman.unit_container(service.unit, run_dir) if st.active_state != "inactive" else None
+        container = containers.unit_container(service.unit) if st.active_state != "inactive" else None
         digest = (
-            podman.image_digest(container.image_id, podman.repository_of(container.image))
+            containers.image_digest(container.image_id, podman.repository_of(container.image))
             if container
             else None
         )
@@ -234,9 +193,22 @@ def collect_status(
                 problem=_problem(
                     service, st.active_state, digest, recorded, entry.phase if entry else "idle"
                 ),
+                secrets=unit_secrets_mode(systemd, service.unit) if service.secrets else "",
+                disruptive=service.disruptive,
             )
         )
     return rows
+
+
+def unit_secrets_mode(systemd: SystemdApi, unit: str) -> str:
+    """The secrets mode the installed unit file was rendered with (its marker; "" if none)."""
+    from ..secretplan import read_marker
+
+    path = systemd.fragment_path(unit)
+    try:
+        return read_marker(Path(path).read_text()) if path else ""
+    except OSError:
+        return ""
 
 
 def _iso(epoch: float) -> str:
@@ -268,11 +240,13 @@ def status(
         chosen = select(loaded, services or [])
         state = ctx.store().load()
         with Systemd.connect() as systemd:
-            rows = collect_status(systemd, chosen, state)
+            rows = collect_status(systemd, podman.Podman(), chosen, state)
         if as_json:
             emit_json([asdict(r) for r in rows])
         else:
-            table = Table("unit", "state", "container", "image", "digest", "since", "health", box=None)
+            table = Table(
+                "unit", "state", "container", "image", "digest", "since", "health", "disruptive", box=None
+            )
             for r in rows:
                 table.add_row(
                     r.unit,
@@ -282,6 +256,7 @@ def status(
                     r.image_digest[:19] or "-",
                     r.since or "-",
                     r.health or "-",
+                    "yes" if r.disruptive is not None else "-",
                 )
             out.print(table)
             for r in rows:

@@ -73,7 +73,7 @@ def generate(
         ctx = make_context(specs, root, templates)
         directory = output_dir or root / "etc/systemd/system"
         services, warnings = ctx.load()
-        units = render.render_all(services, ctx.render_options())
+        units = render.render_all(services, ctx.render_options(services))
         changes = install.plan(units, directory)
         if not dry_run:
             install.apply(changes, directory, enable=enable)
@@ -128,7 +128,7 @@ def render_cmd(
         ctx = make_context(specs, root, templates)
         services, warnings = ctx.load()
         print_diagnostics(warnings)
-        units = render.render_all(services, ctx.render_options())
+        units = render.render_all(services, ctx.render_options(services))
         unit = name if name in units else f"{name}.service"
         if unit not in units:
             raise unknown_service(name, services)
@@ -140,7 +140,7 @@ def list_cmd(
     root: RootOpt = Path("/"),
     as_json: JsonOpt = False,
 ) -> None:
-    """List the services: name, unit, image, requires, spec file."""
+    """List the services: name, unit, image, requires, disruptive, spec file."""
     with reporting(as_json):
         services, warnings = make_context(specs, root, None).load()
         rows: list[dict[str, Any]] = [
@@ -150,6 +150,7 @@ def list_cmd(
                 "image": str(s.image),
                 "requires": list(s.requires),
                 "keeps_vms": s.keeps_vms,
+                "disruptive": s.disruptive,
                 "spec": str(s.source),
             }
             for s in services
@@ -158,9 +159,14 @@ def list_cmd(
             emit_json(rows)
             return
         print_diagnostics(warnings)
-        table = Table("service", "unit", "image", "requires", "spec", box=None)
+        table = Table("service", "unit", "image", "requires", "disruptive", "spec", box=None)
         for row in rows:
             table.add_row(
-                row["name"], row["unit"], row["image"], ", ".join(row["requires"]) or "-", row["spec"]
+                row["name"],
+                row["unit"],
+                row["image"],
+                ", ".join(row["requires"]) or "-",
+                "yes" if row["disruptive"] is not None else "-",
+                row["spec"],
             )
         out.print(table)

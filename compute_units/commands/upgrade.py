@@ -19,7 +19,18 @@ from ..interrupts import Abandoned, SignalGuard
 from ..jobs import UNIT_DIR, require_root
 from ..model import Service, ServiceSet
 from ..systemd import Systemd
-from .common import JsonOpt, SpecOpt, TemplatesOpt, emit_json, err, make_context, out, reporting, select
+from .common import (
+    AllowDisruptiveOpt,
+    JsonOpt,
+    SpecOpt,
+    TemplatesOpt,
+    emit_json,
+    err,
+    make_context,
+    out,
+    reporting,
+    select,
+)
 
 if TYPE_CHECKING:  # the upgrade machinery (and jinja2) load only when an upgrade runs
     from .. import render
@@ -103,17 +114,24 @@ def run_upgrades(
     wait: float,
     as_json: bool,
     pull_timeout: float = DEFAULT_PULL_TIMEOUT,
+    allow_disruptive: bool = False,
 ) -> None:
     """Run `act` for each chosen service in dependency order under the host lock and a signal
     guard; stop at the first failure. Reports every step."""
-    from .. import effects, render
+    from .. import effects, facts, render
     from ..upgrade import Upgrader
 
     require_root("upgrade")
     failure: ComputeUnitsError | None = None
     store = ctx.store()
-    options = ctx.render_options()
+    recorder = facts.Recorder(ctx.root)
+    options = ctx.render_options(services, recorder)
     upgrader: Upgrader | None = None
+
+    def render_unit(service: Service, pin: str | None) -> str:
+        # the pin was pulled just before: its ENTRYPOINT and CMD are in the local store now
+        known = facts.with_image(options, service, pin or str(service.image), recorder)
+        return render.render_service(service, with_pin(known, service.name, pin))
 
     def announce(holder: str) -> None:
         err.print(f"compute-units: waiting up to {wait:g} s for the upgrade lock ({holder})", markup=False)
@@ -135,10 +153,11 @@ def run_upgrades(
             upgrader = Upgrader(
                 fx,
                 services,
-                lambda service, pin: render.render_service(service, with_pin(options, service.name, pin)),
+                render_unit,
                 progress=tell,
                 pull_display=pull_display,
                 pull_timeout=pull_timeout,
+                allow_disruptive=allow_disruptive,
             )
             for service in chosen:
                 try:
@@ -227,6 +246,7 @@ def upgrade(
     templates: TemplatesOpt = None,
     wait: WaitOpt = 0.0,
     pull_timeout: PullTimeoutOpt = DEFAULT_PULL_TIMEOUT,
+    allow_disruptive: AllowDisruptiveOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Pull, pin to the digest, restart, health-gate; roll back automatically on failure.
@@ -235,7 +255,9 @@ def upgrade(
     restarted after it. Without --image the target is the spec's image, except that an image an
     earlier `upgrade --image` pinned is kept while the spec is unchanged (no silent downgrade).
     Exit 5: the upgrade failed and the previous image runs again. Exit 6: interrupted (SIGINT,
-    SIGTERM, SIGHUP); the message says whether it committed or rolled back.
+    SIGTERM, SIGHUP); the message says whether it committed or rolled back. A service marked
+    `disruptive:` (or one whose restart restarts such a service) is refused (exit 2) unless
+    --allow-disruptive is given.
     """
     with reporting(as_json):
         check_selection("upgrade", services, all_services, image)
@@ -251,7 +273,16 @@ def upgrade(
             def act(u: Upgrader, s: Service) -> object:
                 return u.upgrade(s, image)
 
-        run_upgrades(ctx, loaded, chosen, act, wait=wait, as_json=as_json, pull_timeout=pull_timeout)
+        run_upgrades(
+            ctx,
+            loaded,
+            chosen,
+            act,
+            wait=wait,
+            as_json=as_json,
+            pull_timeout=pull_timeout,
+            allow_disruptive=allow_disruptive,
+        )
 
 
 def rollback(
@@ -261,6 +292,7 @@ def rollback(
     specs: SpecOpt = None,
     templates: TemplatesOpt = None,
     wait: WaitOpt = 0.0,
+    allow_disruptive: AllowDisruptiveOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Return a service to the image it ran before its last upgrade (same safe steps).
@@ -283,7 +315,7 @@ def rollback(
         def act(u: Upgrader, s: Service) -> object:
             return u.upgrade(s, target, kind="rollback", undoes=undoes)
 
-        run_upgrades(ctx, loaded, chosen, act, wait=wait, as_json=as_json)
+        run_upgrades(ctx, loaded, chosen, act, wait=wait, as_json=as_json, allow_disruptive=allow_disruptive)
 
 
 def pull(
@@ -301,7 +333,8 @@ def pull(
     """
     import time
 
-    from .. import effects
+    from .. import effects, facts
+    from ..facts import Recorder
     from ..upgrade import Upgrader
 
     with reporting(as_json):
@@ -316,6 +349,7 @@ def pull(
             for service in chosen:
                 started = time.monotonic()
                 reference, pulled, note = upgrader.prepull(service, image)
+                facts.record_pulled(Recorder(ctx.root), service, [reference, str(service.image)])
                 ms = int((time.monotonic() - started) * 1000)
                 rows.append({"service": service.name, "reference": reference, "pulled": pulled, "ms": ms})
                 if not as_json:

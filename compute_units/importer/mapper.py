@@ -271,24 +271,9 @@ class Mapper(MountMapper, EnvironmentMapper, HealthMapper):
             if args:
                 self.note(f"--command {name}=… replaces the arguments given after the image")
             args = list(self.command_override)
-        needs_command = bool(self.secret_values or self.podman_secrets)
         if self.entrypoint is not None and self.entrypoint_given is not None:
-            if needs_command:
-                # the secret loader replaces the entrypoint and then runs command: entrypoint + args
-                self.note(
-                    f"{self.entrypoint_given.shown}: becomes the start of command: "
-                    "(the secrets loader is the entrypoint)"
-                )
-                return [*self.entrypoint, *args]
             self.podman_args.append(f"--entrypoint={self.entrypoint_given.value}")
             self.note(f"{self.entrypoint_given.shown} copied to podman_args")
-        if needs_command and not args:
-            self.error(
-                f"{name}: secrets need the container's command, and the line gives none",
-                "secrets are loaded by an entrypoint that then runs command:, so the image's default "
-                f"cannot be used; append the command after the image or pass --command {name}='ARGV'",
-            )
-            return None
         return args or None
 
 

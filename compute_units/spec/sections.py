@@ -326,7 +326,7 @@ class SectionChecker(NodeChecker):
                     paths.append(path)
         return Preflight(tuple(modules), tuple(units), tuple(paths))
 
-    def podman_args(self, f: Field | None, namespaces: list[str], has_secrets: bool) -> list[str]:
+    def podman_args(self, f: Field | None, namespaces: list[str]) -> list[str]:
         if f is None:
             return []
         result: list[str] = []
@@ -346,14 +346,6 @@ class SectionChecker(NodeChecker):
                 continue
             if option in ("--label", "-l") and value.split("=", 1)[-1].startswith("compute-units."):
                 self.error(node, key, "labels compute-units.* are set by compute-units")
-                continue
-            if option == "--entrypoint" and has_secrets:
-                self.error(
-                    node,
-                    key,
-                    "--entrypoint cannot be combined with secrets",
-                    "secrets are loaded by compute-units' own entrypoint; put the program in command:",
-                )
                 continue
             if option == "--init" and "pid" in namespaces:
                 self.error(

@@ -14,6 +14,7 @@ from ..model import NAMESPACES, RESTART_VALUES, ImageRef, Mount, Service
 from .nodes import Field, kind
 from .sections import SectionChecker
 from .values import (
+    DEFAULT_DISRUPTIVE_REASON,
     MAX_DESCRIPTION,
     MAX_EXEC_START,
     NAME_RE,
@@ -28,23 +29,8 @@ class ServiceChecker(SectionChecker):
     """Walks one spec's YAML nodes, builds the Service, and records every problem on the way."""
 
     def service(self, root_node: yaml.Node | None) -> Service | None:
-        if root_node is None:
-            self.error(None, "", "spec is empty", "a spec needs at least 'image'")
-            return None
-        # not a spec at all: say so without quoting the file (it may be anything, even /etc/shadow)
-        if not isinstance(root_node, yaml.MappingNode):
-            self.error(root_node, "", f"expected a mapping, got {kind(root_node, False)}")
-            return None
-        if not any(isinstance(k, yaml.ScalarNode) and k.value in TOP_KEYS for k, _ in root_node.value):
-            self.error(
-                root_node,
-                "",
-                "not a service spec: none of its keys is a spec key",
-                "a spec needs at least 'image'",
-            )
-            return None
-        top = self.mapping(root_node, "", TOP_KEYS)
-        if top is None:
+        top = self.spec_mapping(root_node)
+        if root_node is None or top is None:
             return None
         get = top.get
         name, name_node = self.name(get("name"))
@@ -66,17 +52,9 @@ class ServiceChecker(SectionChecker):
         stop_timeout_s = self.stop_timeout(get("stop_timeout"))
         restart = self.restart(get("restart"))
         keeps_vms = self.keeps_vms(get("keeps_vms"), namespaces, mounts)
-        secrets_field = get("secrets")
-        if secrets and secrets_field is not None and get("command") is None:
-            self.error(
-                secrets_field.node,
-                "secrets",
-                "services with secrets need command: (the full argv)",
-                "secrets are loaded by a /bin/sh entrypoint that then runs command:, replacing the "
-                "image's ENTRYPOINT and CMD",
-            )
+        disruptive = self.disruptive(get("disruptive"))
         preflight = self.preflight(get("preflight"))
-        podman_args = self.podman_args(get("podman_args"), namespaces, bool(secrets))
+        podman_args = self.podman_args(get("podman_args"), namespaces)
 
         if name is None or image is None or any(d.severity == "error" for d in self.diagnostics):
             return None
@@ -101,11 +79,31 @@ class ServiceChecker(SectionChecker):
                 stop_timeout_s=stop_timeout_s,
                 restart=restart,
                 keeps_vms=keeps_vms,
+                disruptive=disruptive,
                 preflight=preflight,
                 podman_args=tuple(podman_args),
             ),
         )
         return with_hash(service) if service is not None else None
+
+    def spec_mapping(self, root_node: yaml.Node | None) -> dict[str, Field] | None:
+        """The top-level keys, or None (recorded) when the file is empty or not a spec at all."""
+        if root_node is None:
+            self.error(None, "", "spec is empty", "a spec needs at least 'image'")
+            return None
+        # not a spec at all: say so without quoting the file (it may be anything, even /etc/shadow)
+        if not isinstance(root_node, yaml.MappingNode):
+            self.error(root_node, "", f"expected a mapping, got {kind(root_node, False)}")
+            return None
+        if not any(isinstance(k, yaml.ScalarNode) and k.value in TOP_KEYS for k, _ in root_node.value):
+            self.error(
+                root_node,
+                "",
+                "not a service spec: none of its keys is a spec key",
+                "a spec needs at least 'image'",
+            )
+            return None
+        return self.mapping(root_node, "", TOP_KEYS)
 
     def within_exec_limit(self, root_node: yaml.Node, service: Service) -> Service | None:
         """The service, unless its podman run command line would exceed MAX_EXEC_START characters."""
@@ -246,6 +244,24 @@ class ServiceChecker(SectionChecker):
             return "on-failure"
         return policy or "on-failure"
 
+    def disruptive(self, f: Field | None) -> str | None:
+        """`true`, `false`, or the reason (a sentence, which means true): the reason, or None."""
+        if f is None:
+            return None
+        node = f.node
+        plain = isinstance(node, yaml.ScalarNode) and not node.style  # the C composer says ""
+        if plain and node.value in ("true", "True", "TRUE", "false", "False", "FALSE"):
+            return DEFAULT_DISRUPTIVE_REASON if self.boolean(node, "disruptive") else None
+        if plain and node.value.lower() in ("yes", "no", "on", "off", "y", "n", "~", "null", ""):
+            self.error(
+                node,
+                "disruptive",
+                f"expected true, false or a reason, got '{node.value}'",
+                "write disruptive: true, or the reason: disruptive: its restart cuts every VM's network",
+            )
+            return None
+        return self.string(node, "disruptive", limit=MAX_DESCRIPTION)
+
     def keeps_vms(self, f: Field | None, namespaces: list[str], mounts: list[Mount]) -> bool:
         if f is None:
             return False
@@ -276,6 +292,8 @@ def with_hash(service: Service) -> Service:
         f.name: getattr(service, f.name)
         for f in fields(service)
         if f.name not in ("source", "location", "spec_hash", "requires_at")
+        # keys added after v1 count only when set, so existing specs keep their hash
+        and not (f.name == "disruptive" and service.disruptive is None)
     }
     text = json.dumps(payload, default=_jsonable, sort_keys=True)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]

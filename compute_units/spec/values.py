@@ -30,6 +30,7 @@ TOP_KEYS = (
     "stop_timeout",
     "restart",
     "keeps_vms",
+    "disruptive",
     "preflight",
     "podman_args",
 )
@@ -37,6 +38,7 @@ MOUNT_KEYS = ("source", "target", "read_only", "propagation", "create")
 HEALTH_KEYS = ("command", "interval", "timeout", "start_period", "retries")
 PREFLIGHT_KEYS = ("kernel_modules", "host_units_inactive", "paths")
 SECRET_KEYS = ("file", "podman_secret")
+DEFAULT_DISRUPTIVE_REASON = "its spec marks it disruptive"  # `disruptive: true` without a reason
 
 # Limits: far below what systemd accepts (a unit file line may be 1 MiB), far above any real spec.
 MAX_DESCRIPTION = 1024  # characters; systemd shows it in every status line

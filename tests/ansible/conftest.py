@@ -1,9 +1,5 @@
-"""Fixtures for the Ansible collection's tests: the collection as built and installed, fake nodes.
-
-The collection is built with `ansible-galaxy collection build` and installed into
-build/ansible/collections once per change of its sources (a stamp records the newest source
-mtime), so the tests run what ships, not the source tree.
-"""
+"""Fake nodes for the Ansible collection's tests (the collection as built and installed is the
+shared `collections` fixture of tests/harness/fixtures.py)."""
 
 from __future__ import annotations
 
@@ -18,48 +14,12 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-SOURCE = REPO / "ansible/ansible_collections/compute_units/fleet"
-BUILD = REPO / "build/ansible"
-COLLECTIONS = BUILD / "collections"
-INSTALLED = COLLECTIONS / "ansible_collections/compute_units/fleet"
+from tests.harness.fixtures import INSTALLED
+
 FAKE_CLI = Path(__file__).with_name("fake_cli.py")
-BIN = Path(sys.executable).parent
 
 OLD = "127.0.0.1:5000/compute/nova-libvirt:2024.1"
 NEW = "127.0.0.1:5000/compute/nova-libvirt:2024.2"
-
-
-def _newest_source() -> float:
-    return max(p.stat().st_mtime for p in SOURCE.rglob("*") if p.is_file() and "tests/output" not in str(p))
-
-
-def install_collection() -> Path:
-    """Build and install the collection if its sources changed since the last install."""
-    stamp = BUILD / "installed.stamp"
-    newest = str(_newest_source())
-    if stamp.exists() and stamp.read_text() == newest and INSTALLED.is_dir():
-        return COLLECTIONS
-    BUILD.mkdir(parents=True, exist_ok=True)
-    galaxy = str(BIN / "ansible-galaxy")
-    subprocess.run(
-        [galaxy, "collection", "build", str(SOURCE), "--output-path", str(BUILD), "--force"],
-        check=True,
-        capture_output=True,
-    )
-    tarball = BUILD / "compute_units-fleet-0.1.0.tar.gz"
-    subprocess.run(
-        [galaxy, "collection", "install", "--force", "-p", str(COLLECTIONS), str(tarball)],
-        check=True,
-        capture_output=True,
-    )
-    stamp.write_text(newest)
-    return COLLECTIONS
-
-
-@pytest.fixture(scope="session")
-def collections() -> Path:
-    return install_collection()
 
 
 @dataclass

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.ansible.conftest import BIN, FakeHost, make_fake_host
+from tests.ansible.conftest import FakeHost, make_fake_host
+from tests.harness.fixtures import BIN
 
 HOOKS = Path(__file__).with_name("hooks")
 FAILURE = {"failed_step": "health", "reason": "nova-libvirt.service inactive after start"}

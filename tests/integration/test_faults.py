@@ -21,10 +21,8 @@ from pathlib import Path
 import pytest
 
 from compute_units.errors import ExitCode
-from tests.harness.node import Node, reboot
-from tests.integration.conftest import Image
-
-pytestmark = pytest.mark.integration
+from compute_units_dev.node import Node, reboot
+from tests.harness.fixtures import Image, cu
 
 SPEC_DIR = "/etc/compute-units/services"
 STATE_DIR = "/var/lib/compute-units"
@@ -40,10 +38,6 @@ command: [/usr/local/bin/service.sh]
 host_namespaces: [pid, network]
 health: {{command: [/usr/local/bin/healthcheck.sh], interval: 30s, timeout: 2s, start_period: 3s}}
 """
-
-
-def cu(node: Node, *args: str) -> subprocess.CompletedProcess[str]:
-    return node.run(["compute-units", *args], check=False)
 
 
 def pinned(image: Image) -> str:
@@ -282,7 +276,7 @@ def test_a_full_state_disk_during_the_restart_rolls_back(
 @pytest.fixture(scope="module")
 def black_hole(node: Node) -> Iterator[str]:
     """A "registry" that accepts TCP connections and never says a word."""
-    from tests.harness.node import free_port
+    from compute_units_dev.node import free_port
 
     port = free_port()
     code = (
@@ -516,7 +510,7 @@ def power_node(
         ),
         f"{SPEC_DIR}/svc.yaml": (spec(svc_images["v1"].reference), 0o644),
     }
-    from tests.harness.node import boot
+    from compute_units_dev.node import boot
 
     nodes = [boot("power", release, files=files)]
     yield nodes  # a test that boots it again appends the new boot

@@ -7,11 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness.node import GENERATOR as NODE_GENERATOR
-from tests.harness.node import Node, boot
-from tests.integration.conftest import Image
-
-pytestmark = pytest.mark.integration
+from compute_units_dev.node import GENERATOR as NODE_GENERATOR
+from compute_units_dev.node import Node, boot
+from tests.harness.fixtures import Image
 
 GENERATOR = f"""#!/bin/sh
 # as the RPM installs it: the systemd generator entry point

@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.node import Node
-from tests.integration.conftest import Image
-
-pytestmark = pytest.mark.integration
+from compute_units_dev.node import Node
+from tests.harness.fixtures import Image, cu
 
 CANARY = f"CANARY-{uuid.uuid4().hex}"
 SERVICES = ("nova-libvirt", "nova-compute", "nova-network")
@@ -40,7 +38,6 @@ keeps_vms: true
         "nova-compute": f"""
 description: Nova compute (stand-in)
 image: {v1}
-command: [/usr/local/bin/service.sh]
 host_namespaces: [pid, network]
 privileged: true
 mounts: [/var/lib/nova:/var/lib/nova, /var/lib/libvirt:/var/lib/libvirt]
@@ -59,13 +56,12 @@ environment: {{NETWORK_MANAGER: nova}}
     }
 
 
-def cu(node: Node, *args: str) -> subprocess.CompletedProcess[str]:
-    return node.run(["compute-units", *args], check=False)
-
-
-def deploy(node: Node, specs: dict[str, str]) -> None:
+def deploy(node: Node, specs: dict[str, str], pull: tuple[str, ...] = ()) -> None:
     for name, text in specs.items():
         node.write_file(f"/etc/compute-units/services/{name}.yaml", text)
+    for name in pull:  # podman 4.3's secrets loader runs the image's ENTRYPOINT and CMD: read when pulled
+        pulled = cu(node, "pull", name)
+        assert pulled.returncode == 0, pulled.stderr
     result = cu(node, "generate")
     assert result.returncode == 0, result.stderr
     node.systemctl("daemon-reload")
@@ -90,7 +86,7 @@ def undeploy(node: Node) -> None:
 def seed(node: Node, svc_images: dict[str, Image]) -> Iterator[dict[str, str]]:
     node.write_file("/etc/compute-units/secrets/nova_db_password", CANARY, mode=0o600)
     specs = seed_specs(svc_images)
-    deploy(node, specs)
+    deploy(node, specs, pull=("nova-compute",))
     yield specs
     undeploy(node)
 
@@ -200,9 +196,13 @@ def test_failing_image_reports_result_and_journal(
     assert as_json["jobs"][0]["state"]["exec_main_status"] == 1
 
 
-def test_secret_never_leaves_the_container(node: Node, seed: dict[str, str]) -> None:
+def test_secret_never_leaves_the_container(node: Node, seed: dict[str, str], release: str) -> None:
+    """Without command: in the spec: the image's own CMD runs and gets the secret, on either podman."""
+    mode = "native" if release == "trixie" else "loader"  # podman 5.4 / 4.3
     assert cu(node, "start").returncode == 0
-    pid = container(node, "nova-compute")["State"]["Pid"]  # type: ignore[index]
+    inspected = container(node, "nova-compute")
+    pid = inspected["State"]["Pid"]  # type: ignore[index]
+    assert "/usr/local/bin/service.sh" in node.run(["cat", f"/proc/{pid}/cmdline"]).stdout.split("\0")
     environ = node.run(["cat", f"/proc/{pid}/environ"]).stdout.split("\0")
     assert f"NOVA_DB_PASSWORD={CANARY}" in environ  # the service gets it...
     assert "ODD=50% of $HOME costs 'a b'" in environ  # ...and plain values arrive exactly as written
@@ -217,6 +217,22 @@ def test_secret_never_leaves_the_container(node: Node, seed: dict[str, str]) -> 
     }
     for place, text in places.items():
         assert CANARY not in text, f"secret found in {place}"
+    # how: the unit's marker, status --json and doctor agree
+    assert f"\n# Secrets: {mode} (" in node.read_file("/etc/systemd/system/nova-compute.service")
+    rows = {row["service"]: row["secrets"] for row in json.loads(places["status --json"])}
+    assert rows == {"nova-libvirt": "", "nova-compute": mode, "nova-network": ""}
+    findings = {f["check"]: f for f in json.loads(cu(node, "doctor", "--json").stdout)["findings"]}
+    assert findings["secrets nova-compute"] == {
+        "check": "secrets nova-compute",
+        "status": "ok",
+        "message": f"unit passes them {mode}",
+        "fix": "",
+    }
+    env = inspected["Config"]["Env"]  # type: ignore[index]
+    if mode == "native":  # podman masks the value under the secret's name, not the variable's
+        assert "compute-units.nova-compute.NOVA_DB_PASSWORD=*******" in env
+    else:  # mounted: the variable exists only in the process, set by the loader
+        assert not [e for e in env if e.startswith("NOVA_DB_PASSWORD=")]
 
 
 def test_status_reports_containers_digests_and_health(
@@ -232,7 +248,16 @@ def test_status_reports_containers_digests_and_health(
     assert rows["nova-libvirt"]["health"] in ("healthy", "starting")
     assert rows["nova-network"]["health"] == "none"
     table = cu(node, "status").stdout.splitlines()
-    assert table[0].split() == ["unit", "state", "container", "image", "digest", "since", "health"]
+    assert table[0].split() == [
+        "unit",
+        "state",
+        "container",
+        "image",
+        "digest",
+        "since",
+        "health",
+        "disruptive",
+    ]
 
 
 def test_apply_restarts_exactly_the_changed_units(node: Node, seed: dict[str, str]) -> None:

@@ -8,13 +8,9 @@ import os
 import shlex
 import time
 
-import pytest
-
-from tests.harness.hostcheck import Canaries, HostSnapshot
-from tests.harness.images import BUILD_PODMAN, Builder
-from tests.harness.node import Node, boot
-
-pytestmark = pytest.mark.integration
+from compute_units_dev.hostcheck import Canaries, HostSnapshot
+from compute_units_dev.images import BUILD_PODMAN, Builder
+from compute_units_dev.node import Node, boot
 
 # what each release's node is: systemd, podman and the cgroup layout its hosts run
 EXPECTED = {

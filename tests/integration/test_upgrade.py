@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
 from collections.abc import Iterator
 
 import pytest
 
-from tests.harness.node import NODE_EXTRAS, REPO, Node
-from tests.integration.conftest import Image
+from compute_units_dev.node import NODE_EXTRAS, REPO, Node, cgroup_layout
+from tests.harness.fixtures import Image, cu
 
-pytestmark = pytest.mark.integration
-
+PODMAN_MAJOR = {"bookworm": "4.", "trixie": "5."}
 # the steps, plus the moment inside `restart` between stopping the old container and the restart job
 STEPS = ("pull", "preflight", "record", "pin", "stop-container", "restart", "health", "post-check", "commit")
 
@@ -27,10 +25,6 @@ host_namespaces: [pid, network]
 health: {{command: [/usr/local/bin/healthcheck.sh], interval: 30s, timeout: 2s, start_period: 3s}}
 preflight: {{paths: [/dev/kvm]}}
 """
-
-
-def cu(node: Node, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return node.run(["compute-units", *args], check=False, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +93,7 @@ def test_kill_9_at_every_step_then_rerun_converges(node: Node, svc: dict[str, Im
                 svc[target].reference,
             ],
             check=False,
+            # the typer the node's entry points add on bookworm (NODE_EXTRAS), as `compute-units` runs
             env={"PYTHONPATH": f"{REPO}:{NODE_EXTRAS}"},
         )
         assert crashed.returncode in (-9, 137), (step, crashed.stderr)  # SIGKILL, seen through nsenter
@@ -187,8 +182,8 @@ def test_doctor_reports_each_check(node: Node, svc: dict[str, Image], registry_a
     assert findings["systemd-machined"]["status"] == "ok"
     assert findings["host libvirtd.service"]["status"] == "ok"
     assert findings["/dev/kvm"]["status"] == "ok"
-    assert findings["cgroups"]["message"] == "hybrid layout"
-    assert findings["podman"]["message"].startswith("4.")
+    assert findings["cgroups"]["message"] == f"{cgroup_layout(node.release)} layout"
+    assert findings["podman"]["message"].startswith(PODMAN_MAJOR[node.release])
     registry = findings[f"registry {registry_address}"]
     assert (registry["status"], registry["fix"]) == ("ok", "")
     # the image the next `upgrade svc` would pull: the pin an earlier `upgrade --image` made

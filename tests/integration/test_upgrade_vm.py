@@ -8,65 +8,21 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from collections.abc import Iterator
 
 import pytest
 
-from tests.harness.images import Builder, Registry
-from tests.harness.libvirt import Guest, LibvirtImages, QmpPoller, libvirt_images, start_guest
-from tests.harness.node import Node
-from tests.integration.conftest import Image
-
-pytestmark = [pytest.mark.integration, pytest.mark.vm]
-
-
-def libvirt_spec(reference: str) -> str:
-    return f"""
-description: Nova libvirt (libvirtd + qemu)
-image: {reference}
-command: [/usr/sbin/libvirtd]
-host_namespaces: [pid, network, cgroup]
-privileged: true
-mounts:
-  - /sys:/sys
-  - /sys/fs/cgroup:/sys/fs/cgroup
-  - /run/dbus/system_bus_socket:/run/dbus/system_bus_socket
-  - {{source: /var/lib/libvirt, target: /var/lib/libvirt, create: true}}
-  - {{source: /var/lib/nova, target: /var/lib/nova, create: true}}
-  - {{source: /run/libvirt, target: /run/libvirt, create: true}}
-  - {{source: /var/log/libvirt, target: /var/log/libvirt, create: true}}
-  - {{source: /etc/libvirt/qemu, target: /etc/libvirt/qemu, create: true}}
-devices: [/dev/kvm]
-health: {{command: [virsh, -c, "qemu:///system", list], interval: 30s, timeout: 5s, start_period: 15s}}
-stop_timeout: 10s
-keeps_vms: true
-preflight:
-  host_units_inactive: [libvirtd.service, libvirtd.socket]
-  paths: [/dev/kvm]
-"""
-
-
-def compute_spec(reference: str) -> str:
-    """nova-compute stand-in: healthy only while libvirt's socket is there."""
-    return f"""
-description: Nova compute (stand-in)
-image: {reference}
-command: [/usr/local/bin/service.sh]
-host_namespaces: [pid, network]
-mounts: [{{source: /run/libvirt, target: /run/libvirt, create: true}}]
-health: {{command: [test, -S, /run/libvirt/libvirt-sock], interval: 30s, timeout: 5s, start_period: 10s}}
-requires: [nova-libvirt]
-"""
+from compute_units.host import systemd_cgroup
+from compute_units_dev.images import Builder, Registry
+from compute_units_dev.libvirt import Guest, LibvirtImages, QmpPoller, libvirt_images, start_guest
+from compute_units_dev.node import Node
+from compute_units_dev.specs import compute_spec, libvirt_spec
+from tests.harness.fixtures import Image, cu
 
 
 @pytest.fixture(scope="module")
 def libvirt(builder: Builder, registry: Registry) -> LibvirtImages:
     return libvirt_images(builder, registry)
-
-
-def cu(node: Node, *args: str) -> subprocess.CompletedProcess[str]:
-    return node.run(["compute-units", *args], check=False)
 
 
 @pytest.fixture(scope="module")
@@ -228,5 +184,72 @@ def test_preflight_refuses_unit_settings_that_would_kill_children(
         node.systemctl("daemon-reload")
     assert result.returncode == 3
     assert "is loaded with KillSignal other than SIGKILL" in result.stderr
+    assert node.run(["podman", "inspect", "nova-libvirt", "--format", "{{.Id}}"]).stdout.strip() == container
+    assert deployed.running_in_libvirt()
+
+
+def node_controllers(node: Node) -> list[str] | None:
+    """The node's cgroup2 controllers (None: a hybrid node, where libvirt uses the v1 ones)."""
+    text = node.run(["cat", "/sys/fs/cgroup/cgroup.controllers"], check=False)
+    return text.stdout.split() if text.returncode == 0 else None
+
+
+# on a cgroup2-only node without controllers (a trixie node on a hybrid host)
+NO_CONTROLLERS = "this host's cgroup2 offers no controllers, so libvirt gives guests no machine scope"
+
+
+def test_doctor_checks_where_guests_run(node: Node, deployed: Guest) -> None:
+    findings = {f["check"]: f for f in json.loads(cu(node, "doctor", "--json").stdout)["findings"]}
+    if node_controllers(node) == []:
+        # the node says so, although its libvirtd (libvirtd-sandbox) was shown a controller
+        assert findings["guest scopes"] == {
+            "check": "guest scopes",
+            "status": "fail",
+            "message": f"{NO_CONTROLLERS} (/sys/fs/cgroup/cgroup.controllers is empty): guests started "
+            "now stay in the libvirt unit's cgroup and die when it restarts",
+            "fix": "give this host's cgroup2 its controllers (a container or nested host: delegate them)",
+        }
+    else:
+        assert findings["guest scopes"] == {
+            "check": "guest scopes",
+            "status": "ok",
+            "message": "1 qemu running, each in a machine scope",
+            "fix": "",
+        }
+    assert [c for c in findings if c.startswith("guest PID")] == []
+
+
+def test_a_qemu_in_the_units_cgroup_is_reported_and_refuses_the_restart(
+    node: Node, deployed: Guest, libvirt: LibvirtImages
+) -> None:
+    """What libvirt does without machine scopes, on either layout: qemu in the unit's cgroup."""
+    container = node.run(["podman", "inspect", "nova-libvirt", "--format", "{{.Id}}"]).stdout.strip()
+    node.run(["podman", "exec", "nova-libvirt", "cp", "/bin/sleep", "/run/qemu-system-x86_64"])
+    node.run(["podman", "exec", "--detach", "nova-libvirt", "/run/qemu-system-x86_64", "600"])
+    (pid,) = node.run(["pgrep", "-f", "^/run/qemu-system-x86_64 600"]).stdout.split()
+    target = "v2" if running_digest(node, "nova-libvirt") == libvirt.digests["v1"] else "v1"
+    try:
+        unified = node_controllers(node) is not None
+        cgroup = systemd_cgroup(node.read_file(f"/proc/{pid}/cgroup"), unified)
+        unit_cgroup = node.show("nova-libvirt.service", "ControlGroup")["ControlGroup"]
+        assert cgroup.startswith(unit_cgroup + "/")
+        doctor = cu(node, "doctor", "--json")
+        assert doctor.returncode == 3
+        findings = {f["check"]: f for f in json.loads(doctor.stdout)["findings"]}
+        assert findings[f"guest PID {pid}"] == {
+            "check": f"guest PID {pid}",
+            "status": "fail",
+            "message": f"qemu-system-x86 runs in {cgroup}, not in a machine scope: it dies with that unit",
+            "fix": "let libvirt reach systemd-machined (mount /run/dbus/system_bus_socket; on cgroup2 it needs controllers too), then stop and start this guest",
+        }
+        result = cu(node, "upgrade", "nova-libvirt", "--image", libvirt.references[target])
+    finally:
+        node.run(["kill", pid])
+    cause = f" ({NO_CONTROLLERS}: compute-units doctor)" if node_controllers(node) == [] else ""
+    assert result.returncode == 3
+    assert result.stderr.splitlines()[-1] == (
+        f"compute-units: error: nova-libvirt: refusing to restart: qemu PID {pid} is inside "
+        f"nova-libvirt.service's cgroup and would be killed with it{cause}; nothing was changed"
+    )
     assert node.run(["podman", "inspect", "nova-libvirt", "--format", "{{.Id}}"]).stdout.strip() == container
     assert deployed.running_in_libvirt()

@@ -1,10 +1,12 @@
 """The RPM: built once per session with packaging/build-rpm.sh, inspected with rpm and rpmlint,
 installed into a scratch root and run from there.
 
-The installed scripts start with #!/usr/bin/python3, Fedora's interpreter. On this Debian machine
-the runtime dependencies (jinja2, typer, rich, pystemd, PyYAML) belong to the python running
-pytest (pyenv's), not to /usr/bin/python3, so the tests run the installed entry points with
-sys.executable explicitly and PYTHONPATH set to the scratch root's site-packages.
+The installed scripts start with #!/usr/bin/python3, and that is the interpreter they run with
+here: the runtime dependencies come from the distribution's packages (`make deps` installs
+python3-jinja2, -yaml, -typer, -rich and -pystemd), never from the venv running pytest, so a
+dependency the package forgot would show. PYTHONPATH adds the scratch root's site-packages and,
+on Debian 12 only, typer 0.15.2 next to Debian's (python3-typer 0.7 cannot build the CLI; Fedora's
+is newer): the same overlay the sandbox nodes use (compute_units_dev/rootfs.py, PYPI_EXTRAS).
 """
 
 from __future__ import annotations
@@ -28,11 +30,28 @@ from compute_units import __version__
 from compute_units.cli import app
 from compute_units.errors import ExitCode
 
-pytestmark = pytest.mark.packaging
-
 REPO = Path(__file__).resolve().parents[2]
 SPEC = REPO / "packaging" / "compute-units.spec"
-PYTHON = sys.executable
+BUILD_PYTHON = sys.executable  # builds the package (setuptools from the venv)
+PYTHON = "/usr/bin/python3"  # runs it: what the installed scripts' #! names
+
+
+def host_release() -> str:
+    fields = dict(
+        line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines() if "=" in line
+    )
+    return fields.get("VERSION_CODENAME", "").strip('"')
+
+
+def python_overlay() -> list[str]:
+    """Where PYPI_EXTRAS for this host's Debian release are (none on other hosts)."""
+    from compute_units_dev.rootfs import PYPI_EXTRAS, python_extras
+
+    release = host_release()
+    extras = python_extras(release) if release in PYPI_EXTRAS else None
+    return [str(extras)] if extras else []
+
+
 GENERATOR = "/usr/lib/systemd/system-generators/compute-units-generator"
 DOCS = "/usr/share/doc/compute-units"
 REQUIRES = (
@@ -91,12 +110,12 @@ class Installed:
     sitelib: Path
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {"PYTHONPATH": str(self.sitelib), **extra}
+        return {"PYTHONPATH": os.pathsep.join([str(self.sitelib), *python_overlay()]), **extra}
 
     def run(
         self, script: str, *args: str | Path, check: bool = True, **env: str
     ) -> subprocess.CompletedProcess[str]:
-        """An installed entry point, by the python that has the dependencies (see the module doc)."""
+        """An installed entry point, run by the system's python3 (see the module doc)."""
         return run(
             PYTHON, self.root / script.lstrip("/"), *args, env=self.env(**env), cwd=self.root, check=check
         )
@@ -108,7 +127,7 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
     assert shutil.which("rpmbuild") is not None, "rpmbuild not installed (Debian: apt-get install rpm)"
     out = tmp_path_factory.mktemp("build")
     started = time.monotonic()
-    result = run(REPO / "packaging" / "build-rpm.sh", env={"BUILD": str(out), "PYTHON": PYTHON})
+    result = run(REPO / "packaging" / "build-rpm.sh", env={"BUILD": str(out), "PYTHON": BUILD_PYTHON})
     seconds = time.monotonic() - started
     rpm = Path(result.stdout.strip().splitlines()[-1])
     (srpm,) = (out / "rpm" / "SRPMS").glob("*.src.rpm")

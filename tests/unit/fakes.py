@@ -1,22 +1,26 @@
-"""Fakes of the effects (compute_units.effects) for node-free tests of the upgrade engine.
+"""Fakes of the effects (compute_units.effects) for node-free tests of the upgrade engine, `apply`
+and `doctor`.
 
 One small in-memory world: a registry (tag -> digest), an image store, one container per unit,
-unit states, qemu processes and guests. `FakeWorld.effects()` wires the fakes into an Effects bundle.
+unit states, qemu processes and guests, the unit directory, and the host facts doctor asks about.
+`FakeWorld.effects()` wires the fakes into an Effects bundle.
 """
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from compute_units import install
 from compute_units.effects import Effects, StopOutcome
 from compute_units.errors import CommandError
-from compute_units.host import Process
+from compute_units.host import MODULES_LOAD, Process
 from compute_units.podman import Container
 from compute_units.runner import Result
-from compute_units.state import State
+from compute_units.state import State, StateError
 from compute_units.systemd import JobOutcome, Machine, UnitState
 
 
@@ -39,6 +43,7 @@ class FakeWorld:
     crash_digests: set[str] = field(default_factory=set)  # images whose container dies at start
     log: list[str] = field(default_factory=list)
     qemu: list[Process] = field(default_factory=list)
+    cgroup2_controllers: list[str] | None = None  # None: a hybrid host
     guests: dict[str, str] = field(default_factory=dict)
     guests_after_restart: dict[str, str] | None = None
     pull_error: str | None = None
@@ -50,6 +55,30 @@ class FakeWorld:
     write_error: OSError | None = None  # the next unit write fails with it
     state_write_error_after: int | None = None  # the store's save fails after N more saves
     stop_outcome: StopOutcome = "exited"
+    # apply: the unit directory, units whose state is set by hand, what systemd says it cannot load
+    unit_files: dict[str, str] = field(default_factory=dict)
+    states: dict[str, UnitState] = field(default_factory=dict)
+    load_errors: dict[str, str] = field(default_factory=dict)
+    dies_after_start: set[str] = field(default_factory=set)  # units that fail within --settle
+    job_error: Exception | None = None  # run_jobs raises it
+    # doctor: what the host has (everything, unless listed as missing or set otherwise)
+    missing_modules: set[str] = field(default_factory=set)
+    module_error: Exception | None = None
+    missing_paths: set[str] = field(default_factory=set)
+    devices: dict[str, int | None] = field(default_factory=dict)  # path -> st_mode (None: missing)
+    open_error: OSError | None = None
+    mountinfo: str = "30 1 0:26 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n31 1 0:27 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"
+    free: int = 10 << 30
+    graph_root: str | Exception = "/var/lib/containers/storage"
+    image_sizes: dict[str, int] = field(default_factory=dict)
+    podman_version: str | Exception = "4.3.1"
+    tools: dict[str, str] = field(
+        default_factory=lambda: {"conmon": "conmon version 2.1.6", "crun": "crun version 1.8.1"}
+    )
+    # reference asked for -> podman manifest inspect's result, or what it raises
+    registry_answers: dict[str, Result | Exception] = field(default_factory=dict)
+    state_broken: str | None = None  # the store's load raises StateError(this)
+    history_bad: int = 0
 
     def effects(self, store: FakeStore) -> Effects:
         return Effects(
@@ -98,7 +127,9 @@ class FakeSystemd:
         self.world = world
 
     def state(self, unit: str) -> UnitState:
-        if unit == "systemd-machined.service":
+        if unit in self.world.states:
+            return self.world.states[unit]
+        if unit == "systemd-machined.service" or unit.endswith(".target"):
             return unit_state(unit)
         if unit.startswith("libvirtd"):
             return unit_state(unit, "inactive", "not-found")
@@ -113,16 +144,37 @@ class FakeSystemd:
     def run_jobs(
         self, verb: str, units: Sequence[str], *, timeout: float = 300.0, settle: float = 0.0
     ) -> list[JobOutcome]:
+        if self.world.job_error is not None:
+            raise self.world.job_error
         outcomes = []
         for unit in units:
             self.world.log.append(f"{verb} {unit}")
             pin = self.world.pinned.get(unit)
             if pin is not None:
                 self.world.running[unit] = pin
+            if unit in self.world.states:
+                active = "inactive" if verb == "stop" else "active"
+                self.world.states[unit] = unit_state(unit, active, self.world.states[unit].load_state)
             if self.world.guests_after_restart is not None:
                 self.world.guests = dict(self.world.guests_after_restart)
             outcomes.append(JobOutcome(unit, verb, "done", self.state(unit)))
         return outcomes
+
+    def settle(self, outcomes: Sequence[JobOutcome], seconds: float) -> list[JobOutcome]:
+        if seconds <= 0:
+            return list(outcomes)
+        self.world.log.append(f"settle {seconds:g}")
+        return [
+            JobOutcome(o.unit, o.verb, o.job_result, unit_state(o.unit, "failed"))
+            if o.unit in self.world.dies_after_start
+            else o
+            for o in outcomes
+        ]
+
+    def mask(self, units: Sequence[str]) -> None:
+        for unit in units:
+            self.world.log.append(f"mask {unit}")
+            self.world.states[unit] = unit_state(unit, "inactive", "masked")
 
     def fragment_path(self, unit: str) -> str:
         return f"/etc/systemd/system/{unit}"
@@ -134,7 +186,7 @@ class FakeSystemd:
         return [Machine(f"qemu-{p.pid}", "vm", "libvirt-qemu", p.pid) for p in self.world.qemu]
 
     def load_error(self, unit: str) -> str:
-        return ""
+        return self.world.load_errors.get(unit, "")
 
 
 class FakePodman:
@@ -175,16 +227,36 @@ class FakePodman:
         )
         return Result(tuple(argv), 0, f" Id   Name   State\n----\n{rows}", "")
 
+    def version(self) -> str:
+        if isinstance(self.world.podman_version, Exception):
+            raise self.world.podman_version
+        return self.world.podman_version
+
+    def manifest_inspect(self, reference: str, *, timeout: float) -> Result:
+        self.world.log.append(f"manifest inspect {reference} within {timeout:g} s")
+        answer = self.world.registry_answers.get(reference, Result(("podman",), 0, "{}\n", ""))
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def graph_root(self) -> str:
+        if isinstance(self.world.graph_root, Exception):
+            raise self.world.graph_root
+        return self.world.graph_root
+
+    def image_size(self, reference: str) -> int | None:
+        return self.world.image_sizes.get(reference)
+
 
 class FakeHost:
     def __init__(self, world: FakeWorld) -> None:
         self.world = world
 
     def module_available(self, name: str) -> bool:
-        return True
+        return name not in self.world.missing_modules
 
     def exists(self, path: str) -> bool:
-        return True
+        return path not in self.world.missing_paths
 
     def qemu_processes(self) -> list[Process]:
         return list(self.world.qemu)
@@ -199,6 +271,34 @@ class FakeHost:
 
     def boot_id(self) -> str:
         return self.world.boot
+
+    def mountinfo(self) -> str:
+        return self.world.mountinfo
+
+    def device_mode(self, path: str) -> int | None:
+        return self.world.devices.get(path, stat.S_IFCHR | 0o660)
+
+    def open_rw(self, path: str) -> None:
+        if self.world.open_error is not None:
+            raise self.world.open_error
+
+    def free_bytes(self, path: str) -> int:
+        return self.world.free
+
+    def tool_version(self, tool: str) -> str:
+        if tool not in self.world.tools:
+            raise CommandError([tool, "--version"], 127, "", f"{tool}: command not found")
+        return self.world.tools[tool]
+
+    def load_module(self, name: str) -> Path:
+        if self.world.module_error is not None:
+            raise self.world.module_error
+        self.world.log.append(f"modprobe {name}")
+        self.world.missing_modules.discard(name)
+        return MODULES_LOAD
+
+    def cgroup2_controllers(self) -> list[str] | None:
+        return self.world.cgroup2_controllers
 
 
 class FakeUnits:
@@ -215,6 +315,21 @@ class FakeUnits:
             self.world.log.append(f"write {name}")
             self.world.pinned[name] = text or None
 
+    def plan(self, units: Mapping[str, str]) -> list[install.Change]:
+        return install.compare(units, self.world.unit_files, self.directory)
+
+    def apply(self, changes: Sequence[install.Change]) -> None:
+        if self.world.write_error is not None:
+            error, self.world.write_error = self.world.write_error, None
+            raise error
+        for change in changes:
+            if change.action == "remove":
+                self.world.log.append(f"remove {change.name}")
+                del self.world.unit_files[change.name]
+            elif change.action != "unchanged" and change.new is not None:
+                self.world.log.append(f"{change.action} {change.name}")
+                self.world.unit_files[change.name] = change.new
+
 
 class FakeStore:
     """In memory, but through JSON like the real one (what a crash leaves is what was saved)."""
@@ -224,11 +339,16 @@ class FakeStore:
         self.saved: dict[str, Any] | None = None
         self.entries: list[dict[str, Any]] = []
 
+    state_path = Path("/var/lib/compute-units/state.json")
+    history_path = Path("/var/lib/compute-units/history.jsonl")
+
     def load(self) -> State:
         import json
 
         from compute_units.state import parse_state
 
+        if self.world.state_broken is not None:
+            raise StateError(self.world.state_broken)
         if self.saved is None:
             return State()
         return parse_state(json.loads(json.dumps(self.saved)), Path("state.json"))
@@ -248,6 +368,14 @@ class FakeStore:
 
     def history(self, service: str | None = None) -> list[dict[str, Any]]:
         return [e for e in self.entries if service is None or e.get("service") == service]
+
+    def history_problems(self) -> int:
+        return self.world.history_bad
+
+    def set_aside(self, name: str) -> Path:
+        self.world.log.append(f"set aside {name}")
+        self.world.state_broken = None
+        return self.state_path.with_name(name)
 
 
 Renderer = Callable[[Any, str | None], str]

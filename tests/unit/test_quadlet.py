@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from compute_units import quadlet, render, spec
+from compute_units import quadlet, render, secretplan, spec
 from compute_units.cli import app
 from compute_units.model import Service
+from tests.unit.conftest import KOLLA
 from tests.unit.execparse import split_words, unescape_dollars
 
 REPO = Path(__file__).resolve().parents[2]
@@ -223,8 +224,10 @@ def same_container(service: Service, text: str, version: tuple[int, int] = (4, 4
     """The Quadlet unit runs our unit's container: same options (Quadlet's own aside), image, argv."""
     _, groups = parse_unit(text)
     theirs, their_rest = options(systemd_argv(quadlet_exec_start(groups, version), service.unit))
+    image = str(service.image)
+    plan = render.secret_plan(service, image, facts_for(service, version))
     ours, our_rest = options(
-        systemd_argv(render.exec_line(render.podman_run_argv(service, str(service.image))), service.unit)
+        systemd_argv(render.exec_line(render.podman_run_argv(service, image, secrets=plan)), service.unit)
     )
     assert their_rest == our_rest
     cid = ("--cidfile", f"/run/{service.name}.cid")
@@ -249,8 +252,15 @@ def load_text(text: str, name: str = "tricky") -> Service:
     return service
 
 
+def facts_for(service: Service, version: tuple[int, ...] = (4, 4)) -> render.RenderOptions:
+    """Render options on a host with this podman whose images are all KOLLA."""
+    return render.RenderOptions(podman_version=version, images={str(service.image): KOLLA})
+
+
 def export(service: Service, version: tuple[int, int] = (4, 4)) -> str:
-    return quadlet.container_file(service, image=str(service.image), version=version).text
+    return quadlet.container_file(
+        service, image=str(service.image), options=facts_for(service), version=version
+    ).text
 
 
 # --------------------------------------------------------------------------- the seed's services
@@ -339,14 +349,14 @@ def test_nova_compute_secrets_and_requires() -> None:
         "RABBITMQ_SERVICE_HOST=192.0.2.10",
     ]
     args = values(groups, "Container", "PodmanArgs")
-    names = [render.podman_secret_name(service, s.variable) for s in service.secrets]
+    names = [secretplan.podman_secret_name(service, s.variable) for s in service.secrets]
     assert [a for a in args if a.startswith("--secret=")] == [
         f"--secret={n},type=mount,mode=0400,target={s.variable}"
         for n, s in zip(names, service.secrets, strict=True)
     ]
     (entrypoint,) = (a for a in split(" ".join(args)) if a.startswith("--entrypoint="))
     assert entrypoint.replace("$$", "$") == "--entrypoint=" + json.dumps(
-        render.secret_loader(service), separators=(",", ":")
+        secretplan.loader(service, KOLLA.entrypoint), separators=(",", ":")
     )
     pre = values(groups, "Service", "ExecStartPre")
     assert pre[1:3] == [
@@ -364,7 +374,7 @@ def test_unit_and_service_sections_are_those_of_our_unit() -> None:
     """One model: Quadlet's [Unit] and [Install] are our unit's; [Service] lacks only what Quadlet
     writes itself and stops through Quadlet's cidfile."""
     for service in load_examples().values():
-        ours = render.service_unit(service, render.RenderOptions())
+        ours = render.service_unit(service, facts_for(service))
         _, groups = parse_unit(export(service))
         assert groups["Unit"] == list(ours.section("Unit").entries)
         assert groups["Install"] == list(ours.section("Install").entries)

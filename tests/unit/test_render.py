@@ -7,7 +7,7 @@ import dataclasses
 import os
 import shutil
 import subprocess
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -17,14 +17,29 @@ from typer.testing import CliRunner
 
 from compute_units import render, spec, unitfile
 from compute_units.cli import app
+from compute_units.model import ServiceSet
 from compute_units.names import TARGET_NAME
 from compute_units.unitfile import Unit
+from tests.unit.conftest import KOLLA, HostFacts
 from tests.unit.execparse import parse_exec
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples/services"
 GOLDEN = Path(__file__).with_name("golden")
 SECRETS = ("keystone_admin_token", "nova_db_password", "rabbit_password", "nova_keystone_password")
+
+
+def with_facts(
+    services: ServiceSet, version: tuple[int, ...] = (4, 3, 1), **kwargs: Any
+) -> render.RenderOptions:
+    """Render options as facts.py would give them on a host with this podman and KOLLA images."""
+    images = {str(s.image): KOLLA for s in services}
+    return render.RenderOptions(podman_version=version, images=images, **kwargs)
+
+
+def argv_of(service: Any, options: render.RenderOptions) -> list[str]:
+    image = str(service.image)
+    return render.podman_run_argv(service, image, secrets=render.secret_plan(service, image, options))
 
 
 @pytest.fixture
@@ -80,6 +95,80 @@ def test_seed_example_matches_golden_units(tmp_path: Path, root: Path) -> None:
     verify(out)
 
 
+NATIVE = GOLDEN / "podman-5.4"  # units that differ on podman >= 5.3: those with secrets
+
+
+def test_seed_example_on_podman_54_passes_secrets_natively(
+    tmp_path: Path, root: Path, host_facts: HostFacts
+) -> None:
+    host_facts.version = "podman version 5.4.2"
+    out = tmp_path / "out"
+    generate(EXAMPLES, root, out)
+    produced = {
+        p.name: p.read_text().replace(str(EXAMPLES), "EXAMPLES") for p in out.iterdir() if p.is_file()
+    }
+    native = ("nova-compute.service", "nova-network.service")
+    if os.environ.get("UPDATE_GOLDEN"):
+        NATIVE.mkdir(exist_ok=True)
+        for name in native:
+            (NATIVE / name).write_text(produced[name])
+    for name, text in produced.items():
+        expected = (NATIVE if name in native else GOLDEN) / name
+        assert text == expected.read_text(), f"{name} differs from {expected} (UPDATE_GOLDEN=1)"
+    assert host_facts.asked == ["--version"]  # no image config is needed natively
+    verify(out)
+
+
+COMPUTE_NODE = REPO / "examples/compute-node"
+VARIANTS = {
+    "monolithic": ["nova-compute", "nova-libvirt", "ovn-controller", "ovs-vswitchd", "ovsdb-server"],
+    "modular": [
+        "nova-compute",
+        "nova-virtlogd",
+        "nova-virtnodedevd",
+        "nova-virtproxyd",
+        "nova-virtqemud",
+        "nova-virtsecretd",
+        "ovn-controller",
+        "ovs-vswitchd",
+        "ovsdb-server",
+    ],
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_present_day_examples_render_units_systemd_accepts(tmp_path: Path, variant: str) -> None:
+    out = tmp_path / "out"
+    generate(COMPUTE_NODE / variant, tmp_path, out)
+    assert sorted(p.stem for p in out.glob("*.service")) == VARIANTS[variant]
+    verify(out)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_present_day_examples_order_ovs_and_libvirt_first(tmp_path: Path, variant: str) -> None:
+    services, warnings = spec.load(spec.discover([COMPUTE_NODE / variant]), root=tmp_path)
+    assert warnings == []
+    libvirt = "nova-libvirt" if variant == "monolithic" else "nova-virtqemud"
+    requires = {s.name: s.requires for s in services}
+    assert requires["ovs-vswitchd"] == ("ovsdb-server",)
+    assert requires["ovn-controller"] == ("ovs-vswitchd",)
+    assert requires["nova-compute"] == (libvirt,)
+    by_name = {s.name: s for s in services}
+    assert by_name["nova-compute"].stop_timeout_s >= 190  # nova's graceful_shutdown_timeout is 180 s
+    disruptive = ["nova-virtlogd", "ovs-vswitchd"] if variant == "modular" else ["ovs-vswitchd"]
+    assert sorted(s.name for s in services if s.disruptive) == disruptive
+    assert [s.name for s in services if s.keeps_vms] == [libvirt]
+    daemons = [s for s in services if s.image.repository == "compute/nova-libvirt"]
+    for daemon in daemons:
+        assert PurePosixPath("/var/cache/libvirt") in {m.target for m in daemon.mounts}, daemon.name
+
+
+def test_both_variants_share_the_same_ovs_and_ovn_specs() -> None:
+    for name in ("ovsdb-server", "ovs-vswitchd", "ovn-controller"):
+        monolithic = (COMPUTE_NODE / "monolithic" / f"{name}.yaml").read_text()
+        assert (COMPUTE_NODE / "modular" / f"{name}.yaml").read_text() == monolithic, name
+
+
 def test_seed_units_have_the_seed_flags(tmp_path: Path, root: Path) -> None:
     services, _ = spec.load(spec.discover([EXAMPLES]), root=root)
     libvirt = services.get("nova-libvirt")
@@ -96,10 +185,10 @@ def test_seed_units_have_the_seed_flags(tmp_path: Path, root: Path) -> None:
         assert f"--volume={volume}" in argv
     compute = services.get("nova-compute")
     assert compute is not None
-    argv = render.podman_run_argv(compute, str(compute.image))
+    argv = argv_of(compute, with_facts(services))
     assert "--env=RABBIT_USERID=stackrabbit" in argv
     assert not [a for a in argv if "-VALUE" in a]
-    assert "-VALUE" not in render.render_service(compute, render.RenderOptions())
+    assert "-VALUE" not in render.render_service(compute, with_facts(services))
     assert (
         "--secret=compute-units.nova-compute.NOVA_DB_PASSWORD,type=mount,mode=0400,target=NOVA_DB_PASSWORD"
         in argv
@@ -125,9 +214,9 @@ def test_unit_model_prints_sections_in_order() -> None:
 
 def test_service_unit_decides_every_line(root: Path) -> None:
     services, _ = spec.load(spec.discover([EXAMPLES]), root=root)
-    text = render.render_all(services)
+    text = render.render_all(services, with_facts(services))
     for service in services:
-        unit = render.service_unit(service, render.RenderOptions())
+        unit = render.service_unit(service, with_facts(services))
         assert unit.name == service.unit
         assert [s.name for s in unit.sections] == ["Unit", "Service", "Install"]
         assert unit.text == text[service.unit]  # the built-in template prints the model as it is
@@ -195,7 +284,7 @@ def test_exec_start_round_trips_exact_argv(tmp_path: Path, root: Path) -> None:
     assert service is not None
     expected = [
         a.replace("%t", "/run").replace("%n", "tricky.service") if isinstance(a, render.Specified) else a
-        for a in render.podman_run_argv(service, str(service.image))
+        for a in argv_of(service, with_facts(services))
     ]
     assert parse_exec(unit, "ExecStart", "tricky.service") == [expected]
     assert expected[-len(TRICKY) :] == TRICKY
@@ -224,6 +313,10 @@ def test_template_override_by_name(tmp_path: Path, root: Path) -> None:
     assert (out / TARGET_NAME).read_text() == golden(TARGET_NAME)
 
 
+def without_secrets_marker(text: str) -> str:
+    return "".join(line for line in text.splitlines(keepends=True) if not line.startswith("# Secrets: "))
+
+
 # the built-in templates as they were before the unit model (its variables, not `unit`)
 BEFORE_MODEL = Path(__file__).with_name("templates-before-model")
 
@@ -239,18 +332,20 @@ def test_overrides_written_before_the_unit_model_still_work(tmp_path: Path, root
     generate(EXAMPLES, root, out, "--templates", str(templates))
     for name in ("nova-compute.service", "nova-libvirt.service", "nova-network.service"):
         alias = f"Alias={name.removesuffix('.service')}-alias.service"
-        assert (out / name).read_text() == golden(name).replace("[Install]\n", f"[Install]\n{alias}\n")
+        expected = golden(name).replace("[Install]\n", f"[Install]\n{alias}\n")
+        # they print their own header: without the secrets marker (`status` shows no mode then)
+        assert (out / name).read_text() == without_secrets_marker(expected)
     assert (out / TARGET_NAME).read_text() == golden(TARGET_NAME)
     # every variable they use still has its old value: unchanged, they print the very same units
     (templates / "service.j2").write_text(old)
     generate(EXAMPLES, root, out)
-    builtin = {p.name: p.read_text() for p in out.iterdir() if p.is_file()}
+    builtin = {p.name: without_secrets_marker(p.read_text()) for p in out.iterdir() if p.is_file()}
     generate(EXAMPLES, root, out, "--templates", str(templates))
     assert {p.name: p.read_text() for p in out.iterdir() if p.is_file()} == builtin
     services, _ = spec.load(spec.discover([EXAMPLES]), root=root)
-    pinned = render.RenderOptions(pins={"nova-libvirt": "r.example/libvirt@sha256:1"}, start_limit_burst=3)
-    assert render.render_all(services, pinned) == render.render_all(
-        services, dataclasses.replace(pinned, template_dirs=(templates,))
+    pinned = with_facts(services, pins={"nova-libvirt": "r.example/libvirt@sha256:1"}, start_limit_burst=3)
+    assert {k: without_secrets_marker(v) for k, v in render.render_all(services, pinned).items()} == (
+        render.render_all(services, dataclasses.replace(pinned, template_dirs=(templates,)))
     )
 
 
@@ -351,15 +446,17 @@ def test_random_valid_specs_render_units_that_verify(
     for name, content in files.items():
         (specs / name).write_text(content)
     services, _ = spec.load(spec.discover([specs]))
-    units = render.render_all(services)
-    out = base / "out"
-    out.mkdir()
-    for name, content in units.items():
-        (out / name).write_text(content)
-    verify(out)
-    for service in services:
-        expected = [
-            a.replace("%t", "/run").replace("%n", service.unit) if isinstance(a, render.Specified) else a
-            for a in render.podman_run_argv(service, str(service.image))
-        ]
-        assert parse_exec(units[service.unit], "ExecStart", service.unit) == [expected]
+    for version in ((4, 3, 1), (5, 4, 2)):
+        options = with_facts(services, version)
+        units = render.render_all(services, options)
+        out = base / f"out-{version[0]}"
+        out.mkdir()
+        for name, content in units.items():
+            (out / name).write_text(content)
+        verify(out)
+        for service in services:
+            expected = [
+                a.replace("%t", "/run").replace("%n", service.unit) if isinstance(a, render.Specified) else a
+                for a in argv_of(service, options)
+            ]
+            assert parse_exec(units[service.unit], "ExecStart", service.unit) == [expected]

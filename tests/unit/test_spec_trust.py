@@ -97,6 +97,28 @@ def test_the_trusted_owner_is_a_parameter(tmp_path: Path) -> None:
     assert problems[0].hint == f"chown root:root {directory} && chmod go-w {directory}"
 
 
+def test_the_command_context_passes_its_trusted_owner_to_both_loaders(tmp_path: Path) -> None:
+    from compute_units.context import Context
+    from compute_units.errors import SpecError
+
+    directory = specs_dir(tmp_path)
+    (directory / "svc.yaml").write_text(GOOD)
+    os.chown(directory, 1000, 1000)
+    os.chown(directory / "svc.yaml", 1000, 1000)
+    as_user = Context((directory,), Path("/"), (), owner_uid=1000)
+    assert as_user.load()[0].names() == ["svc"]
+    assert as_user.load_for(["svc"]).names() == ["svc"]
+    for load in (
+        Context((directory,), Path("/"), ()).load,
+        lambda: Context((directory,), Path("/"), ()).load_for(["svc"]),
+    ):
+        with pytest.raises(SpecError) as caught:
+            load()
+        assert [d.message for d in caught.value.diagnostics] == [
+            f"directory {directory} is owned by uid 1000, not root; the spec was not read"
+        ]
+
+
 def test_a_symlink_is_followed_only_to_a_trusted_spec_file(tmp_path: Path) -> None:
     directory = specs_dir(tmp_path)
     elsewhere = tmp_path / "elsewhere"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from compute_units import spec
+from compute_units.disruptive import DisruptiveRefused
 from compute_units.host import Process
 from compute_units.model import Service, ServiceSet
 from compute_units.state import ServiceState
@@ -228,6 +229,19 @@ def test_preflight_refuses_without_machined_guests(world: FakeWorld) -> None:
     assert store.saved is None
 
 
+def test_preflight_names_the_cause_on_cgroup2_without_controllers(world: FakeWorld) -> None:
+    store, services = FakeStore(world), service(keeps_vms=True)
+    world.qemu = [Process(77, "qemu-system-x86", "/system.slice/svc.service/libpod-payload-1", 5)]
+    world.cgroup2_controllers = []
+    with pytest.raises(PreflightRefused) as refused:
+        engine(world, store, services).upgrade(svc(services), f"{REG}:v2")
+    assert refused.value.message == (
+        "svc: refusing to restart: qemu PID 77 is inside svc.service's cgroup and would be killed with "
+        "it (this host's cgroup2 offers no controllers, so libvirt gives guests no machine scope: "
+        "compute-units doctor); nothing was changed"
+    )
+
+
 def test_a_reboot_mid_upgrade_settles_on_the_committed_image(world: FakeWorld) -> None:
     store, services = FakeStore(world), service()
     world.crash_at = "restart"
@@ -288,3 +302,102 @@ def test_a_prepulled_target_skips_the_registry(world: FakeWorld) -> None:
     report = up.upgrade(svc(services), f"{REG}:v2")
     assert report.target == V2 and report.steps[0].detail == "pre-pulled by `compute-units pull`"
     assert not [line for line in world.log if line.startswith("pull")]
+
+
+def test_history_entries_have_the_keys_state_py_documents(world: FakeWorld) -> None:
+    from compute_units import state
+
+    store, services = FakeStore(world), service()
+    engine(world, store, services).upgrade(svc(services), f"{REG}:v2")
+    doc = (state.__doc__ or "").split("appended:", 1)[1].split("(", 1)[0]
+    assert sorted(store.entries[0]) == sorted(k.strip() for k in doc.split(","))
+
+
+# --- disruptive services: upgrade and rollback need --allow-disruptive ----------------------------
+
+OVS = "127.0.0.1:5000/cu/ovs"
+
+
+def ovs_pair(world: FakeWorld, reason: str = "true") -> ServiceSet:
+    """ovsdb-server and ovs-vswitchd (requires it, disruptive), both running v1."""
+    services = []
+    for name, extra in (
+        ("ovsdb-server", ""),
+        ("ovs-vswitchd", f"requires: [ovsdb-server]\ndisruptive: {reason}\n"),
+    ):
+        parsed, problems = spec.parse_text(f"image: {OVS}:v1\n{extra}", Path(f"/specs/{name}.yaml"))
+        assert parsed is not None, problems
+        services.append(parsed)
+        world.running[f"{name}.service"] = f"{OVS}:v1@{D1}"
+    world.registry.update({f"{OVS}:v1": D1, f"{OVS}:v2": D2})
+    return ServiceSet(tuple(services))
+
+
+def restarts(world: FakeWorld) -> list[str]:
+    return [line for line in world.log if line.startswith(("restart", "stop"))]
+
+
+def test_a_disruptive_service_is_refused_before_anything_changes(world: FakeWorld) -> None:
+    store, services = FakeStore(world), ovs_pair(world, '"its restart cuts every VM\'s network"')
+    vswitchd = services.get("ovs-vswitchd")
+    assert vswitchd is not None
+    with pytest.raises(DisruptiveRefused) as refused:
+        engine(world, store, services).upgrade(vswitchd, f"{OVS}:v2")
+    assert refused.value.exit_code == 2
+    assert refused.value.message == (
+        "refusing to upgrade ovs-vswitchd: ovs-vswitchd is disruptive (its restart cuts every VM's "
+        "network); nothing was changed"
+    )
+    assert refused.value.hint == "pass --allow-disruptive to upgrade anyway (the guests will notice)"
+    assert store.saved is None and not restarts(world)
+    assert world.running["ovs-vswitchd.service"] == f"{OVS}:v1@{D1}"
+
+
+def test_the_refusal_is_reported_as_refused_at_preflight(world: FakeWorld) -> None:
+    store, services = FakeStore(world), ovs_pair(world)
+    upgrader = engine(world, store, services)
+    with pytest.raises(DisruptiveRefused):
+        upgrader.upgrade(services.services[1], f"{OVS}:v2")
+    report = upgrader.reports[0]
+    assert (report.result, report.failed_step) == ("refused", "preflight")
+    assert report.reason == (
+        "refusing to upgrade ovs-vswitchd: ovs-vswitchd is disruptive (its spec marks it disruptive); "
+        "nothing was changed"
+    )
+
+
+def test_upgrading_what_a_disruptive_service_requires_is_refused_too(world: FakeWorld) -> None:
+    store, services = FakeStore(world), ovs_pair(world)
+    with pytest.raises(DisruptiveRefused) as refused:
+        engine(world, store, services).upgrade(services.services[0], f"{OVS}:v2")
+    assert refused.value.message == (
+        "refusing to upgrade ovsdb-server: ovs-vswitchd is disruptive (its spec marks it disruptive) "
+        "and restarts with ovsdb-server; nothing was changed"
+    )
+    assert store.saved is None and not restarts(world)
+
+
+def test_allow_disruptive_upgrades_and_restarts_the_dependent(world: FakeWorld) -> None:
+    store, services = FakeStore(world), ovs_pair(world)
+    upgrader = Upgrader(world.effects(store), services, render_pin, allow_disruptive=True)
+    report = upgrader.upgrade(services.services[0], f"{OVS}:v2")
+    assert report.result == "upgraded"
+    assert "restart ovsdb-server.service" in world.log and "restart ovs-vswitchd.service" in world.log
+
+
+def test_no_restart_no_refusal_unchanged_digest_or_stopped_service(world: FakeWorld) -> None:
+    store, services = FakeStore(world), ovs_pair(world)
+    vswitchd = services.services[1]
+    assert engine(world, store, services).upgrade(vswitchd).result == "unchanged"  # v1 runs already
+    del world.running["ovs-vswitchd.service"]  # stopped: the upgrade only starts it
+    assert engine(world, store, services).upgrade(vswitchd, f"{OVS}:v2").result == "upgraded"
+
+
+def test_a_rollback_of_a_disruptive_service_is_refused_without_consent(world: FakeWorld) -> None:
+    store, services = FakeStore(world), ovs_pair(world)
+    vswitchd = services.services[1]
+    Upgrader(world.effects(store), services, render_pin, allow_disruptive=True).upgrade(vswitchd, f"{OVS}:v2")
+    with pytest.raises(DisruptiveRefused) as refused:
+        engine(world, store, services).upgrade(vswitchd, f"{OVS}:v1@{D1}", kind="rollback")
+    assert refused.value.message.startswith("refusing to rollback ovs-vswitchd: ovs-vswitchd is disruptive")
+    assert world.running["ovs-vswitchd.service"] == f"{OVS}:v2@{D2}"

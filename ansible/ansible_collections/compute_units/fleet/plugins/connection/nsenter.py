@@ -11,7 +11,7 @@ short_description: Run tasks inside another process's namespaces (a sandbox node
 description:
   - Runs every command as C(nsenter -t PID -a -- /bin/sh -c CMD) on the controller, so a task runs inside
     the namespaces (mount, PID, cgroup, UTS, IPC, network) of process PID, typically the systemd of a
-    sandbox test node (C(tests/harness/node.py)). Files are copied in and out through C(cat) inside the node.
+    sandbox test node (C(compute_units_dev/node.py)). Files are copied in and out through C(cat) inside the node.
   - Needs root on the controller; the node must share the controller's machine.
 version_added: 0.1.0
 author: Compute Units Developers (@compute-units)

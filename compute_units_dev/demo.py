@@ -14,11 +14,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tests.harness.images import Builder, Registry
-from tests.harness.libvirt import QmpPoller, libvirt_images, start_guest
-from tests.harness.node import Node, boot
-from tests.integration.conftest import SVC_VARIANTS
-from tests.integration.test_upgrade_vm import compute_spec, libvirt_spec
+from compute_units_dev.images import Builder, Registry
+from compute_units_dev.libvirt import QmpPoller, libvirt_images, start_guest
+from compute_units_dev.node import Node, boot
+from compute_units_dev.specs import SVC_VARIANTS, compute_spec, libvirt_spec
 
 timings: list[tuple[str, float]] = []
 

@@ -1,7 +1,7 @@
 """A throwaway systemd "node": systemd as PID 1 of its own PID/mount/cgroup/UTS/IPC namespaces.
 
 For hosts whose PID 1 is not systemd (our CI machines). The node's root is an overlay whose
-lowerdir is a debootstrapped Debian release (tests/harness/rootfs.py: bookworm = systemd 252 +
+lowerdir is a debootstrapped Debian release (compute_units_dev/rootfs.py: bookworm = systemd 252 +
 podman 4.3 on hybrid cgroups, as today's hosts; trixie = systemd 257 + podman 5.4 on cgroup2 only,
 as RHEL 10 runs), with its own /tmp, /run, /var/tmp, /dev and cgroup sub-trees; the network
 namespace is the host's. The checkout is bound in at its own path and compute-units runs from it
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .rootfs import RELEASES, python_extras, rootfs
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "build"
 
 # nodes of this checkout: several checkouts (git worktrees) may boot nodes on one host at once,
@@ -103,7 +103,7 @@ CGROUPS = {"bookworm": "hybrid", "trixie": "unified"}
 # HOST's network namespace, which nodes share
 # podman 5 raises a container's open-files and processes limits (1048576, 4194304), above the
 # node's hard limits (the launcher's): crun's setrlimit then fails. Containers get the node's.
-CONTAINERS_CONF = """# sandbox node: see tests/harness/node.py
+CONTAINERS_CONF = """# sandbox node: see compute_units_dev/node.py
 [containers]
 netns = "host"
 pids_limit = 0
@@ -123,7 +123,7 @@ ENTRY_POINTS = {
     "compute-units-generator": ("compute_units.generator", "main"),
 }
 GENERATOR = "/usr/local/bin/compute-units-generator"
-NODE_EXTRAS = "/usr/local/lib/compute-units-python"  # PyPI packages the release lacks (rootfs.py)
+NODE_EXTRAS = "/usr/local/lib/compute-units-python"  # PYPI_EXTRAS inside the node
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 SANDBOX_TARGET = """[Unit]
@@ -321,9 +321,9 @@ def _write_config(upper: Path, release: str, hostname: str) -> None:
     extras = python_extras(release)
     paths = [str(REPO)]
     if extras:
-        # build/node-python is a symlink into a shared cache outside the checkout, which the node
-        # cannot see: the packages are copied into the node's image
-        shutil.copytree(extras.resolve(), upper / NODE_EXTRAS.lstrip("/"), symlinks=True)
+        # a copy in the node's own tree: build/node-python may be a symlink to a shared cache
+        # outside the checkout, which is the only host directory a node sees
+        shutil.copytree(extras, upper / NODE_EXTRAS.lstrip("/"), symlinks=True)
         paths.append(NODE_EXTRAS)
     for command, (module, function) in ENTRY_POINTS.items():
         (bin_dir / command).write_text(ENTRY_POINT.format(paths=paths, module=module, function=function))

@@ -1,4 +1,4 @@
-"""The collection's nsenter connection against one real sandbox node (tests/harness/node.py).
+"""The collection's nsenter connection against one real sandbox node (compute_units_dev/node.py).
 
 Groundwork for the fleet test of issue #13 item 5: each of ~20 nodes is reached through a real
 Ansible connection plugin, without sshd, ports or keys.
@@ -15,14 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.ansible.conftest import BIN
-from tests.harness.node import Node, boot
-
-pytestmark = pytest.mark.integration
+from compute_units_dev.hostcheck import HostSnapshot
+from compute_units_dev.node import Node, boot
+from tests.harness.fixtures import BIN
 
 
 @pytest.fixture(scope="module")
-def node() -> Iterator[Node]:
+def node(host_before: HostSnapshot) -> Iterator[Node]:
     n = boot("ansible")
     yield n
     n.shutdown()

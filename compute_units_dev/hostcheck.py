@@ -76,11 +76,14 @@ def _mounts() -> list[str]:
 
 
 def _ours() -> tuple[list[str], list[int]]:
-    cgroups = sorted(
-        str(p)
-        for p in Path("/sys/fs/cgroup").rglob(f"{NODE_PREFIX}*")
-        if p.is_dir() and p.name.startswith(NODE_PREFIX)
-    )
+    # os.walk, not rglob: a running node's cgroups come and go during the walk (rglob raises
+    # FileNotFoundError then); a node's own cgroup is reported, not walked into
+    cgroups = []
+    for parent, directories, _ in os.walk("/sys/fs/cgroup"):
+        ours = [d for d in directories if d.startswith(NODE_PREFIX)]
+        cgroups += [os.path.join(parent, d) for d in ours]
+        directories[:] = [d for d in directories if d not in ours]
+    cgroups.sort()
     processes = []
     for entry in Path("/proc").iterdir():
         try:

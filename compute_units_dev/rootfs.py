@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-BUILD = Path(__file__).resolve().parents[2] / "build"
+BUILD = Path(__file__).resolve().parents[1] / "build"
 ROOTFS = BUILD / "rootfs"
 RELEASES = ("bookworm", "trixie")
 
