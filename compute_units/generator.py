@@ -86,7 +86,9 @@ def generate_into(normal_dir: Path, root: Path, record: dict[str, list[str]] | N
         record["secrets"] = files
     units: dict[str, str] = {}
     unknown: list[str] = []
-    pins, overrides = _pins(root)
+    pins, overrides, per_boot = _pins(root)
+    if per_boot and record is not None:
+        record.pop("secrets", None)  # the units differ after a reboot (write_boot_pin): never cached
     if services.services:
         site = root / "etc/compute-units/templates"
         options = render.RenderOptions(template_dirs=(site,) if site.is_dir() else (), pins=pins)
@@ -223,10 +225,11 @@ def write_boot_pin(normal_dir: Path, unit: Unit) -> None:
     (directory / BOOT_PIN_DROPIN).write_text("\n".join(lines))
 
 
-def _pins(root: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """(pins, overrides): the digests services run at this boot (an upgrade cut by a reboot falls
-    back to its declared image, ServiceState.boot_pin) and, of those, the ones that differ from
-    what the last upgrade wrote into unit files. /var may not be mounted yet: then the spec's tags."""
+def _pins(root: Path) -> tuple[dict[str, str], dict[str, str], bool]:
+    """(pins, overrides, per_boot): the digests services run at this boot (an upgrade cut by a
+    reboot falls back to its declared image, ServiceState.boot_pin); of those, the ones that differ
+    from what the last upgrade wrote into unit files; and whether an unfinished upgrade makes them
+    depend on the boot. /var may not be mounted yet: then the spec's tags."""
     from .errors import ComputeUnitsError
     from .host import boot_id
     from .state import STATE_DIR, Store
@@ -235,11 +238,12 @@ def _pins(root: Path) -> tuple[dict[str, str], dict[str, str]]:
         state = Store(root / str(STATE_DIR).lstrip("/")).load()
     except ComputeUnitsError as exc:
         log(f"ignoring upgrade state: {exc.message}")
-        return {}, {}
+        return {}, {}, False
     boot = boot_id()
     pins = state.pins(boot or None)
     written = state.pins()
-    return pins, {name: ref for name, ref in pins.items() if written.get(name) != ref}
+    per_boot = any(s.unfinished and s.boot_id for s in state.services.values())
+    return pins, {name: ref for name, ref in pins.items() if written.get(name) != ref}, per_boot
 
 
 if __name__ == "__main__":  # pragma: no cover
