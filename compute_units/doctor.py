@@ -224,38 +224,79 @@ def check_tools(fx: Effects) -> list[Finding]:
     return findings
 
 
-def check_registries(fx: Effects, services: ServiceSet) -> list[Finding]:
-    """A real request per registry, made by podman with the TLS/insecure settings it will use for
-    the pull (registries.conf): the tag list of one repository the specs use."""
-    findings = []
-    repositories: dict[str, str] = {}
-    for s in services:
-        if s.image.registry and s.image.registry != "localhost":
-            repositories.setdefault(s.image.registry, s.image.name)
-    for registry, repository in sorted(repositories.items()):
-        result = fx.podman.list_tags(repository, timeout=30)
+REGISTRY_TIMEOUT = 10.0  # seconds for one manifest request (a black-holed registry never answers)
+# podman 4 fetches the manifest, then refuses to show a single image as a list: the registry did serve it
+SINGLE_IMAGE = "Treating single images as manifest lists is not implemented"
+
+
+def pull_references(services: ServiceSet, store: StateStore) -> dict[str, str]:
+    """The reference each service's next `upgrade` would pull (its pin is kept, targets.py)."""
+    from .state import ServiceState, State, StateError
+    from .targets import choose_target
+
+    try:
+        state = store.load()
+    except StateError:
+        state = State()  # check_state reports it
+    return {s.name: choose_target(s, state.services.get(s.name) or ServiceState(), None)[0] for s in services}
+
+
+def check_registries(fx: Effects, services: ServiceSet, timeout: float = REGISTRY_TIMEOUT) -> list[Finding]:
+    """A real manifest request per registry, made by podman with the TLS/insecure settings it will
+    use for the pull (registries.conf), for each image a service would pull; each bounded by `timeout`."""
+    by_registry: dict[str, list[str]] = {}
+    for reference in sorted(pull_references(services, fx.store).values()):
+        registry = reference.split("/", 1)[0] if "/" in reference else ""
+        if ("." not in registry and ":" not in registry) or registry == "localhost":
+            continue  # not from a registry (a local image)
+        if reference not in by_registry.setdefault(registry, []):
+            by_registry[registry].append(reference)
+    return [_probe_registry(fx, registry, refs, timeout) for registry, refs in sorted(by_registry.items())]
+
+
+def by_digest(reference: str) -> str:
+    """REPO@DIGEST for a pinned REPO:TAG@DIGEST (podman refuses a tag and a digest together)."""
+    name, at, digest = reference.partition("@")
+    if not at:
+        return reference
+    head, slash, last = name.rpartition("/")
+    return f"{head}{slash}{last.split(':', 1)[0]}@{digest}"
+
+
+def _probe_registry(fx: Effects, registry: str, references: list[str], timeout: float) -> Finding:
+    check = f"registry {registry}"
+    for reference in references:
+        try:
+            result = fx.podman.manifest_inspect(by_digest(reference), timeout=timeout)
+        except CommandError as exc:
+            if exc.returncode != 124:
+                return Finding(check, "fail", f"cannot run podman: {exc.message}", "check podman")
+            return Finding(
+                check,
+                "fail",
+                f"no answer within {timeout:g} s for the manifest of {reference}: the pull would hang",
+                "check the registry (it accepts connections but does not answer), network, proxies",
+            )
         text = " ".join((result.stderr or "").split())
-        if result.returncode == 0:
-            findings.append(Finding(f"registry {registry}", "ok", f"answers podman for {repository}"))
-        elif "HTTP response to HTTPS client" in text:
-            findings.append(
-                Finding(
-                    f"registry {registry}",
-                    "fail",
-                    "speaks plain HTTP but podman would use TLS: the pull would fail",
-                    f'add [[registry]] location="{registry}" insecure=true to /etc/containers/registries.conf.d/',
-                )
+        if result.returncode == 0 or SINGLE_IMAGE in text:
+            continue
+        if "HTTP response to HTTPS client" in text:
+            return Finding(
+                check,
+                "fail",
+                "speaks plain HTTP but podman would use TLS: the pull would fail",
+                f'add [[registry]] location="{registry}" insecure=true to /etc/containers/registries.conf.d/',
             )
-        else:
-            findings.append(
-                Finding(
-                    f"registry {registry}",
-                    "fail",
-                    f"unreachable: {text[-300:] or f'exit status {result.returncode}'}",
-                    "check network, DNS, registries.conf",
-                )
+        if "manifest unknown" in text:
+            return Finding(
+                check,
+                "fail",
+                f"has no manifest for {reference}: the pull would fail",
+                "push the image, or fix the image in the spec (or the pin: compute-units upgrade NAME --image)",
             )
-    return findings
+        detail = text[-300:] or f"exit status {result.returncode}"
+        return Finding(check, "fail", f"unreachable: {detail}", "check network, DNS, registries.conf")
+    return Finding(check, "ok", "serves the manifest of " + ", ".join(references))
 
 
 def check_storage(fx: Effects, services: ServiceSet) -> Finding:

@@ -10,7 +10,9 @@ search path and every entry in them (through symlinks), the site and built-in te
 directories, the upgrade state file (pins), the facts record and the podman binary (secrets are
 rendered per podman version, facts.py), this package's own files (an upgrade of compute-units
 changes the output), and the secret files the specs name (their existence and mode are checked).
-A run that left a service out for unknown secret facts is not cached (a later pull may fix it).
+A run that left a service out for unknown secret facts is not cached (a later pull may fix it),
+nor one during an unfinished upgrade: its units depend on the boot id too (a boot after a power
+cut runs the declared image, generator.write_boot_pin), and state.json is the same after that boot.
 Runs with errors are never cached. A run with an input modified (mtime) in the last 2 s is not cached
 either (a same-size edit within the clock's granularity would keep the stamp: git's "racy" rule).
 The cache file must be a regular file owned by root and writable by no one else; anything wrong

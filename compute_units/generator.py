@@ -86,9 +86,12 @@ def generate_into(normal_dir: Path, root: Path, record: dict[str, list[str]] | N
         record["secrets"] = files
     units: dict[str, str] = {}
     unknown: list[str] = []
+    pins, overrides, per_boot = _pins(root)
+    if per_boot and record is not None:
+        record.pop("secrets", None)  # the units differ after a reboot (write_boot_pin): never cached
     if services.services:
         site = root / "etc/compute-units/templates"
-        options = render.RenderOptions(template_dirs=(site,) if site.is_dir() else (), pins=_pins(root))
+        options = render.RenderOptions(template_dirs=(site,) if site.is_dir() else (), pins=pins)
         services, options, unknown = _with_facts(services, options, root)
         units = render.render_all(services, options)
         if unknown and record is not None:
@@ -103,6 +106,10 @@ def generate_into(normal_dir: Path, root: Path, record: dict[str, list[str]] | N
         link.parent.mkdir(exist_ok=True)
         if not link.is_symlink():
             link.symlink_to(f"../{REPORT_UNIT}")
+    for service in services:
+        if service.name in overrides:
+            write_boot_pin(normal_dir, render.service_unit(service, options, image=overrides[service.name]))
+            log(f"{service.unit}: booted during an unfinished upgrade: runs {overrides[service.name]}")
     if services.services:
         log(f"generated {len(services)} service(s): {', '.join(services.names())}")
     else:
@@ -190,16 +197,53 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def _pins(root: Path) -> dict[str, str]:
-    """Digests that upgrades pinned services to; /var may not be mounted yet: then the spec's tags."""
+BOOT_PIN_DROPIN = "50-compute-units-boot-pin.conf"
+
+
+def write_boot_pin(normal_dir: Path, unit: Unit) -> None:
+    """A drop-in that makes `unit` run its declared image, whatever its unit file in /etc says.
+
+    A node that loses power between an upgrade's pin and its commit boots with the unit file in
+    /etc still naming the upgrade's target; the declared image (state.ServiceState.boot_pin) is
+    often the last committed one. Drop-ins in the generator's directory apply to units in /etc
+    too, so this replaces the unit's ExecStart= (the one line that names the image) until the next
+    run of `compute-units upgrade NAME` settles the state and the next daemon-reload drops it.
+    """
+    service, meta = unit.section("Service"), unit.section("Unit")
+    lines = [
+        "# compute-units: this node booted during an unfinished upgrade; the declared image runs",
+        "# until `compute-units upgrade NAME` settles it (docs/reliability.md)",
+        "[Unit]",
+        *(f"X-ComputeUnits-Image={value}" for value in meta.values("X-ComputeUnits-Image")),
+        "[Service]",
+        "ExecStart=",
+        *(f"ExecStart={value}" for value in service.values("ExecStart")),
+        "",
+    ]
+    directory = normal_dir / f"{unit.name}.d"
+    directory.mkdir(exist_ok=True)
+    (directory / BOOT_PIN_DROPIN).write_text("\n".join(lines))
+
+
+def _pins(root: Path) -> tuple[dict[str, str], dict[str, str], bool]:
+    """(pins, overrides, per_boot): the digests services run at this boot (an upgrade cut by a
+    reboot falls back to its declared image, ServiceState.boot_pin); of those, the ones that differ
+    from what the last upgrade wrote into unit files; and whether an unfinished upgrade makes them
+    depend on the boot. /var may not be mounted yet: then the spec's tags."""
     from .errors import ComputeUnitsError
+    from .host import boot_id
     from .state import STATE_DIR, Store
 
     try:
-        return Store(root / str(STATE_DIR).lstrip("/")).load().pins()
+        state = Store(root / str(STATE_DIR).lstrip("/")).load()
     except ComputeUnitsError as exc:
         log(f"ignoring upgrade state: {exc.message}")
-        return {}
+        return {}, {}, False
+    boot = boot_id()
+    pins = state.pins(boot or None)
+    written = state.pins()
+    per_boot = any(s.unfinished and s.boot_id for s in state.services.values())
+    return pins, {name: ref for name, ref in pins.items() if written.get(name) != ref}, per_boot
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -228,10 +228,10 @@ class Podman:
         data = json.loads(runner.run(["podman", "version", "--format", "json"]).stdout)
         return str(data.get("Client", data).get("Version", "?"))
 
-    def list_tags(self, repository: str, *, timeout: float) -> runner.Result:
-        """One tag of `repository`, asked with registries.conf's TLS settings (a real request)."""
-        argv = ["podman", "search", "--list-tags", "--limit", "1", repository]
-        return runner.run(argv, check=False, timeout=timeout)
+    def manifest_inspect(self, reference: str, *, timeout: float) -> runner.Result:
+        """The registry's manifest of `reference`, asked with registries.conf's TLS settings (a real
+        request); CommandError (124) when no answer comes within `timeout`."""
+        return runner.run(["podman", "manifest", "inspect", reference], check=False, timeout=timeout)
 
     def graph_root(self) -> str:
         """Where the image store is; CommandError, ValueError or KeyError when podman cannot say."""

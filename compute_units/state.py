@@ -202,6 +202,8 @@ class Store:
                 line = "\n" + line  # a line torn by a crash mid-append stays a line of its own
             os.write(fd, line.encode())
             os.fsync(fd)
+        except OSError as exc:  # a full disk: name the file, as atomic_write does
+            raise OSError(exc.errno, exc.strerror, str(self.history_path)) from exc
         finally:
             os.close(fd)
 

@@ -8,6 +8,8 @@ ActiveState too, which `run_jobs` returns with the result.
 
 from __future__ import annotations
 
+import errno
+import signal
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +28,22 @@ UNIT_IFACE = b"org.freedesktop.systemd1.Unit"
 SERVICE_IFACE = b"org.freedesktop.systemd1.Service"
 PROPERTIES_IFACE = b"org.freedesktop.DBus.Properties"
 JOB_METHODS = {"start": b"StartUnit", "stop": b"StopUnit", "restart": b"RestartUnit"}
+HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # interrupts.SIGNALS
+
+
+@contextmanager
+def held() -> Iterator[None]:
+    """The signals an upgrade handles wait until the D-Bus round trip inside is over.
+
+    sd-bus (systemd < 253) fails a call whose wait for the reply a signal interrupts with EINTR,
+    after the request went out: a RestartUnit cannot be sent again, and the step would fail. Held,
+    the signal is delivered as the call returns (interrupts.SignalGuard then sees it).
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _pystemd() -> tuple[ModuleType, ModuleType]:
@@ -141,7 +159,8 @@ class Systemd:
         from pystemd.dbusexc import DBusBaseError
 
         try:
-            return self.bus.call_method(DEST, path, iface, method, args).body
+            with held():
+                return self.bus.call_method(DEST, path, iface, method, args).body
         except DBusBaseError as exc:
             raise _translate(exc, method) from exc
 
@@ -149,7 +168,8 @@ class Systemd:
         from pystemd.dbusexc import DBusBaseError
 
         try:
-            return self.bus.get_property(DEST, path, iface, name, signature)
+            with held():
+                return self.bus.get_property(DEST, path, iface, name, signature)
         except DBusBaseError as exc:
             raise _translate(exc, name) from exc
 
@@ -256,7 +276,8 @@ class Systemd:
     def _match(self, path: bytes, iface: bytes, member: bytes, callback: Any) -> None:
         """pystemd keeps only a borrowed pointer to the callback: hold a reference as long as the bus."""
         self._callbacks.append(callback)
-        self.bus.match_signal(DEST, path, iface, member, callback)
+        with held():
+            self.bus.match_signal(DEST, path, iface, member, callback)
 
     def run_jobs(
         self, verb: str, units: Sequence[str], *, timeout: float = 300.0, settle: float = 0.0
@@ -308,9 +329,7 @@ class Systemd:
                 left.add(unit)
 
         for path in paths:
-            self.bus.match_signal(
-                DEST, path, b"org.freedesktop.DBus.Properties", b"PropertiesChanged", on_change
-            )
+            self._match(path, PROPERTIES_IFACE, b"PropertiesChanged", on_change)
         # a change between the job's end and the subscription above is caught by reading once more
         left |= {u for u in units if self.state(u).active_state != "active"}
         deadline = time.monotonic() + seconds
@@ -319,15 +338,26 @@ class Systemd:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            self.bus.wait(int(remaining * 1_000_000))
+            self._wait(remaining)
         return left
 
     def _drain(self) -> None:
         """Dispatch every message already queued on the bus (signal callbacks run here)."""
         while True:
-            msg = self.bus.process()
+            with held():
+                msg = self.bus.process()
             if msg.is_empty():
                 break
+
+    def _wait(self, seconds: float) -> None:
+        """Until the bus has something to process or `seconds` pass; a signal only ends it early."""
+        from pystemd.dbusexc import DBusBaseError
+
+        try:
+            self.bus.wait(int(seconds * 1_000_000))
+        except DBusBaseError as exc:
+            if abs(getattr(exc, "errno", 0) or 0) != errno.EINTR:
+                raise
 
     def wait_jobs(self, jobs: Sequence[bytes], *, timeout: float) -> dict[bytes, str]:
         deadline = time.monotonic() + timeout
@@ -340,7 +370,7 @@ class Systemd:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            self.bus.wait(int(min(remaining, 1.0) * 1_000_000))
+            self._wait(min(remaining, 1.0))
         return {job: self._removed.pop(job) for job in jobs if job in self._removed}
 
 
@@ -386,16 +416,19 @@ def list_machines(systemd: Systemd) -> list[Machine]:
     from pystemd.dbusexc import DBusBaseError
 
     try:
-        body = systemd.bus.call_method(MACHINE_DEST, MACHINE_PATH, MACHINE_MANAGER, b"ListMachines", []).body
+        with held():
+            reply = systemd.bus.call_method(MACHINE_DEST, MACHINE_PATH, MACHINE_MANAGER, b"ListMachines", [])
     except DBusBaseError as exc:
         raise HostNotReady(
             f"systemd-machined does not answer: {exc}", hint="systemctl start systemd-machined"
         ) from exc
+    body = reply.body
     machines = []
     for name, klass, service, path in body[0] if body and isinstance(body[0], list) else body:
-        leader = systemd.bus.get_property(
-            MACHINE_DEST, bytes(path), b"org.freedesktop.machine1.Machine", b"Leader", b"u"
-        )
+        with held():
+            leader = systemd.bus.get_property(
+                MACHINE_DEST, bytes(path), b"org.freedesktop.machine1.Machine", b"Leader", b"u"
+            )
         machines.append(Machine(text(name), text(klass), text(service), int(leader)))
     return machines
 

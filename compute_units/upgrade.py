@@ -13,7 +13,6 @@ Effects come in through `effects.Effects`; nothing here calls podman, systemd or
 from __future__ import annotations
 
 import contextlib
-import signal
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 from . import disruptive, sockets, vms
 from .effects import Effects
 from .errors import CommandError, ComputeUnitsError, ExitCode, describe
+from .host import signal_name
 from .model import Service, ServiceSet
 from .state import ServiceState, State, digest_of
 from .targets import choose_target
@@ -241,19 +241,20 @@ class Upgrader:
                     raise StepFailed("post-check", "; ".join(report.vm_check))
                 self._advance(state, entry, "verified")
         except Interrupted as stop:
-            self._roll_back_after(service, state, report, "interrupted", f"interrupted by {stop.signame}")
+            why = f"interrupted by {stop.signame}"
+            notes = self._roll_back_after(service, state, report, "interrupted", why)
             raise UpgradeInterrupted(
-                f"{service.name}: interrupted by {stop.signame} during the upgrade to {target}; "
-                f"rolled back to {entry.current or service.image}",
+                f"{service.name}: {why} during the upgrade to {target}; "
+                f"rolled back to {entry.current or service.image}{notes}",
                 hint=f"`compute-units upgrade {service.name}` starts it again",
             ) from None
         except Exception as exc:  # a failed step, or anything else that went wrong: roll back
             failure = exc if isinstance(exc, StepFailed) else StepFailed(report.steps[-1].name, describe(exc))
             report.failed_step, report.reason = failure.step, failure.reason
-            self._roll_back_after(service, state, report, "rolled-back", failure.reason)
+            notes = self._roll_back_after(service, state, report, "rolled-back", failure.reason)
             raise RolledBack(
                 f"{service.name}: {report.kind} to {target} failed at {failure.step}: {failure.reason}; "
-                f"rolled back to {entry.current or service.image}",
+                f"rolled back to {entry.current or service.image}{notes}",
                 hint=f"see `journalctl -u {service.unit}` and `compute-units history {service.name}`",
             ) from None
         with self._step(report, "commit"):
@@ -446,7 +447,7 @@ class Upgrader:
         if container is None or not container.running or container.pid <= 0:
             return "no running container"
         control_group = self.fx.systemd.state(service.unit).control_group
-        name = _signal_name(container.stop_signal)
+        name = signal_name(container.stop_signal)
         started = self.fx.clock.monotonic()
         outcome = self.fx.host.stop_process(
             container.pid, container.stop_signal, service.stop_timeout_s, cgroup=control_group
@@ -506,12 +507,15 @@ class Upgrader:
     # ------------------------------------------------------------------ rollback and recovery
     def _roll_back_after(
         self, service: Service, state: State, report: Report, result: str, reason: str
-    ) -> None:
+    ) -> str:
+        """Roll back after `reason`; what it could not record ("; state.json not updated: …")."""
         entry = state.get(service.name)
         entry.phase = "rolling-back"
         report.reason = report.reason or reason
         self._save_best_effort(state, report)
         self._finish_rollback(service, state, report, result)
+        notes = report.reason.removeprefix(reason)
+        return notes if notes.startswith("; ") else ""
 
     def _finish_rollback(self, service: Service, state: State, report: Report, result: str) -> None:
         entry = state.get(service.name)
@@ -574,7 +578,9 @@ class Upgrader:
         try:
             self.fx.store.save(state)
         except OSError as exc:
-            report.reason = f"{report.reason}; state.json not updated: {describe(exc)}"
+            note = f"; state.json not updated: {describe(exc)}"
+            if note not in (report.reason or ""):  # said once, however many writes failed
+                report.reason = (report.reason or "") + note
 
     def _history_best_effort(self, report: Report) -> None:
         try:
@@ -591,10 +597,3 @@ class Upgrader:
         for key in ("vm_before", "vm_after"):
             entry.pop(key, None)
         self.fx.store.append_history(entry)
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"

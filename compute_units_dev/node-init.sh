@@ -12,6 +12,8 @@ R=$N/root
 mount -t overlay overlay -o "lowerdir=$4,upperdir=$N/upper,workdir=$N/work" "$R"
 mount -t proc proc "$R/proc"
 mount -t sysfs sysfs "$R/sys"
+# a boot id of this boot (the kernel's is the host's, the same across node boots)
+mount --bind -o ro "$N/boot_id" "$R/proc/sys/kernel/random/boot_id"
 # inside the node's cgroup namespace, each hierarchy shows only the node's sub-tree
 case $5 in
 unified)

@@ -231,6 +231,15 @@ class Node:
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
     # -- lifecycle
+    def power_off_hard(self) -> None:
+        """A power cut: SIGKILL to the node's PID 1 (the PID namespace dies with it), nothing flushed
+        or stopped; the overlay's upper dir, the podman store and /var/lib/libvirt stay as they were.
+        `reboot(node)` boots it again over them."""
+        if self.launcher.poll() is None and _alive(self.pid):
+            os.kill(self.pid, signal.SIGKILL)  # only this PID: we started it
+        self.launcher.wait(30)
+        remove_cgroups(self.cgroups)
+
     def shutdown(self, timeout: float = 20.0) -> None:
         if self.launcher.poll() is None and _alive(self.pid):
             # containers persist in the kept store, and one whose PID 1 ignores SIGTERM would hold
@@ -323,7 +332,14 @@ def _write_config(upper: Path, release: str, hostname: str) -> None:
         (bin_dir / command).chmod(0o755)
 
 
-def _prepare(directory: Path, release: str, hostname: str, files: dict[str, tuple[str, int]]) -> None:
+def _prepare(
+    directory: Path, release: str, hostname: str, files: dict[str, tuple[str, int]], keep: bool = False
+) -> None:
+    # the kernel's boot id is the host's: each boot of a node gets its own, bound over it in the node
+    (directory / "boot_id").parent.mkdir(parents=True, exist_ok=True)
+    (directory / "boot_id").write_text(str(uuid.uuid4()) + "\n")
+    if keep:  # booting again over the same disk: nothing is rewritten
+        return
     for fresh in ("upper", "work", "root", "libvirt-lib"):  # per boot; storage/ is kept (image cache)
         shutil.rmtree(directory / fresh, ignore_errors=True)
         (directory / fresh).mkdir(parents=True)
@@ -356,12 +372,15 @@ def boot(
     timeout: float = 60.0,
     files: dict[str, tuple[str, int]] | None = None,
     expect: str = "running",
+    keep: bool = False,
 ) -> Node:
     """Boot a node of Debian `release` and wait until its systemd reports `expect`.
 
     The node's directory (and podman store, kept across boots) is build/nodes/NAME-RELEASE:
     podman 4.3 and 5.4 never share a store. `files` (path in the node -> (text, mode)) are part of
     the node's image: written before boot, as an image builder would, so generators see them.
+    `keep`: boot again over the node's last upper dir and /var/lib/libvirt (after
+    `power_off_hard`), as a machine boots again from its disk; only the boot id is new.
     """
     if host_is_systemd():
         raise NodeError("this host runs systemd as PID 1: run the tests against it, not in a sandbox node")
@@ -371,7 +390,7 @@ def boot(
     full_name = f"{name}-{release}"
     hostname = f"{NODE_PREFIX}{full_name}"
     directory = base / full_name
-    _prepare(directory, release, hostname, files or {})
+    _prepare(directory, release, hostname, files or {}, keep)
     created = _make_cgroups(full_name)
     procs = " ".join(str(cgroup / "cgroup.procs") for cgroup in created)
     join = f'for f in {procs}; do echo $$ > "$f"; done; exec "$@"'
@@ -413,6 +432,12 @@ def boot(
             raise NodeError(f"{exc}\nconsole:\n{log}") from None
         raise
     return node
+
+
+def reboot(node: Node, timeout: float = 60.0, expect: str = "running") -> Node:
+    """Boot `node` again over its kept disk (after `power_off_hard`); a new Node for the new boot."""
+    name = node.name.removesuffix(f"-{node.release}")
+    return boot(name, node.release, base=node.directory.parent, timeout=timeout, expect=expect, keep=True)
 
 
 def _wait_running(node: Node, timeout: float, expect: str) -> None:

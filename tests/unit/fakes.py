@@ -76,7 +76,8 @@ class FakeWorld:
     tools: dict[str, str] = field(
         default_factory=lambda: {"conmon": "conmon version 2.1.6", "crun": "crun version 1.8.1"}
     )
-    registry_answers: dict[str, Result] = field(default_factory=dict)  # repository -> podman search
+    # reference asked for -> podman manifest inspect's result, or what it raises
+    registry_answers: dict[str, Result | Exception] = field(default_factory=dict)
     state_broken: str | None = None  # the store's load raises StateError(this)
     history_bad: int = 0
 
@@ -238,10 +239,12 @@ class FakePodman:
             raise self.world.podman_version
         return self.world.podman_version
 
-    def list_tags(self, repository: str, *, timeout: float) -> Result:
-        self.world.log.append(f"list-tags {repository}")
-        argv = ("podman", "search", "--list-tags", "--limit", "1", repository)
-        return self.world.registry_answers.get(repository, Result(argv, 0, "v1\n", ""))
+    def manifest_inspect(self, reference: str, *, timeout: float) -> Result:
+        self.world.log.append(f"manifest inspect {reference} within {timeout:g} s")
+        answer = self.world.registry_answers.get(reference, Result(("podman",), 0, "{}\n", ""))
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
     def graph_root(self) -> str:
         if isinstance(self.world.graph_root, Exception):

@@ -75,7 +75,7 @@ def test_a_ready_host_has_every_check_ok(world: FakeWorld, services: ServiceSet)
             "ok",
             "10240 MiB free in /var/lib/containers/storage; the largest image here is 0 MiB",
         ),
-        ("registry 127.0.0.1:5000", "ok", "answers podman for 127.0.0.1:5000/cu/svc"),
+        ("registry 127.0.0.1:5000", "ok", f"serves the manifest of {REG}:v1"),
         ("upgrade state", "ok", "/var/lib/compute-units/state.json: well-formed"),
     ]
 
@@ -284,8 +284,8 @@ def test_storage_unknown_is_a_warning(world: FakeWorld, services: ServiceSet) ->
 
 
 def test_registry_over_plain_http_and_unreachable(world: FakeWorld, services: ServiceSet) -> None:
-    argv = ("podman", "search")
-    world.registry_answers[f"{REG}"] = Result(
+    argv = ("podman", "manifest", "inspect", f"{REG}:v1")
+    world.registry_answers[f"{REG}:v1"] = Result(
         argv,
         125,
         "",
@@ -297,7 +297,7 @@ def test_registry_over_plain_http_and_unreachable(world: FakeWorld, services: Se
         "speaks plain HTTP but podman would use TLS: the pull would fail",
         'add [[registry]] location="127.0.0.1:5000" insecure=true to /etc/containers/registries.conf.d/',
     )
-    world.registry_answers[f"{REG}"] = Result(
+    world.registry_answers[f"{REG}:v1"] = Result(
         argv, 125, "", "Error: dial tcp 127.0.0.1:5000:\n  connection refused\n"
     )
     assert findings(world, services)["registry 127.0.0.1:5000"] == Finding(
@@ -306,7 +306,7 @@ def test_registry_over_plain_http_and_unreachable(world: FakeWorld, services: Se
         "unreachable: Error: dial tcp 127.0.0.1:5000: connection refused",
         "check network, DNS, registries.conf",
     )
-    world.registry_answers[f"{REG}"] = Result(argv, 125, "", "")
+    world.registry_answers[f"{REG}:v1"] = Result(argv, 125, "", "")
     assert findings(world, services)["registry 127.0.0.1:5000"].message == "unreachable: exit status 125"
 
 

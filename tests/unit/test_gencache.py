@@ -176,6 +176,31 @@ def test_a_broken_spec_is_never_cached(root: Path, tmp_path: Path) -> None:
     assert not cache_file(root).exists()
 
 
+@pytest.mark.parametrize("recorded_in", ["this boot", "an earlier boot"])
+def test_a_run_during_an_unfinished_upgrade_is_never_cached(
+    root: Path, tmp_path: Path, recorded_in: str
+) -> None:
+    """Its units depend on the boot (generator.write_boot_pin), and state.json stays the same
+    across a power cut: a run cached in the upgrade's boot would skip the boot pin after it."""
+    old, new = f"127.0.0.1:5000/y:1@sha256:{'a' * 64}", f"127.0.0.1:5000/y:2@sha256:{'b' * 64}"
+    this_boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    entry = {"current": old, "previous": old, "target": new, "phase": "pinned"}
+    entry["boot_id"] = this_boot if recorded_in == "this boot" else "an-earlier-boot"
+    state = root / "var/lib/compute-units/state.json"
+    state.write_text(json.dumps({"services": {"other": entry}}))
+    age(state)
+    tree, stderr = generate(root, tmp_path / "a")
+    assert not cache_file(root).exists()
+    after_a_reboot = recorded_in == "an earlier boot"
+    assert ("other.service.d/50-compute-units-boot-pin.conf" in tree) == after_a_reboot
+    assert (f"other.service: booted during an unfinished upgrade: runs {old}" in stderr) == after_a_reboot
+    # settled (idle, pinned): cached again
+    state.write_text(json.dumps({"services": {"other": {"current": new}}}))
+    age(state)
+    generate(root, tmp_path / "b")
+    assert cache_file(root).exists()
+
+
 def test_a_read_only_cache_directory_changes_nothing(root: Path, tmp_path: Path) -> None:
     (root / "var").mkdir(exist_ok=True)
     (root / "var").chmod(0o555)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -168,3 +169,40 @@ def test_generator_writes_socket_units_and_removes_them_with_the_spec(tmp_path: 
         "compute-node.target",
         "daemon.service",
     ]
+
+
+def test_a_boot_during_an_unfinished_upgrade_runs_the_declared_image(tmp_path: Path) -> None:
+    """Power lost after the pin: the unit file (in /etc, or ours) names the target; the node must
+    boot the last committed image (the target had not passed its health gate), through a drop-in
+    that also covers a unit file in /etc."""
+    root = tmp_path / "root"
+    etc = root / "etc/compute-units/services"
+    etc.mkdir(parents=True)
+    (etc / "svc.yaml").write_text("image: 127.0.0.1:5000/x:1\n")
+    old, new = f"127.0.0.1:5000/x:1@sha256:{'a' * 64}", f"127.0.0.1:5000/x:2@sha256:{'b' * 64}"
+    entry = {"current": old, "previous": old, "target": new, "phase": "pinned", "boot_id": "an-earlier-boot"}
+    state = root / "var/lib/compute-units/state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(json.dumps({"services": {"svc": entry}}))
+    out = tmp_path / "gen"
+    result = run_generator(root, out)
+    assert result.returncode == 0, result.stderr
+    assert f"compute-units-generator: svc.service: booted during an unfinished upgrade: runs {old}" in (
+        result.stderr.splitlines()
+    )
+    dropin = (out / "normal/svc.service.d/50-compute-units-boot-pin.conf").read_text().splitlines()
+    assert dropin[2:5] == ["[Unit]", f"X-ComputeUnits-Image={old}", "[Service]"]
+    assert dropin[5] == "ExecStart="
+    unit = (out / "normal/svc.service").read_text()
+    assert f"X-ComputeUnits-Image={old}" in unit
+    # the very ExecStart= of a unit rendered with the declared image (continuation lines included)
+    exec_start = re.findall(r"^ExecStart=(?:.*\\\n)*.*$", unit, re.MULTILINE)
+    assert "\n".join(dropin[6:]) == exec_start[0]
+    assert f"        {old}" in exec_start[0]
+    # the same boot (the upgrade's own daemon-reloads): the unit follows the pin, no drop-in
+    entry["boot_id"] = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    state.write_text(json.dumps({"services": {"svc": entry}}))
+    again = tmp_path / "again"  # systemd empties the generators' directories before each run
+    assert run_generator(root, again).returncode == 0
+    assert not (again / "normal/svc.service.d").exists()
+    assert f"X-ComputeUnits-Image={new}" in (again / "normal/svc.service").read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from compute_units import install
@@ -124,3 +125,26 @@ def test_a_spec_error_in_json_carries_the_hint(tmp_path: Path) -> None:
     assert data["hint"] == "did you mean 'stop_timeout'?"
     assert data["diagnostics"][0]["hint"] == data["hint"]
     assert not out.exists()
+
+
+def test_a_full_disk_names_the_file_and_leaves_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    from compute_units.install import atomic_write
+
+    target = tmp_path / "state.json"
+    target.write_text("old\n")
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as caught:
+        atomic_write(target, "new\n")
+    assert (caught.value.errno, caught.value.filename) == (errno.ENOSPC, str(target))
+    assert str(caught.value) == f"[Errno 28] No space left on device: '{target}'"
+    assert target.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]

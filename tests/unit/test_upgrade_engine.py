@@ -175,9 +175,10 @@ def test_a_full_disk_after_the_pin_rolls_back_without_a_traceback(world: FakeWor
     world.state_write_error_after = 2  # record, pinned: then ENOSPC
     with pytest.raises(RolledBack) as failed:
         engine(world, store, services).upgrade(svc(services), f"{REG}:v2")
-    assert (
-        "failed at restart: No space left on device (/var/lib/compute-units/state.json)"
-        in failed.value.message
+    full = "No space left on device (/var/lib/compute-units/state.json)"
+    # the disk stays full: the rollback's own writes fail too, and the message says so
+    assert failed.value.message == (
+        f"svc: upgrade to {V2} failed at restart: {full}; rolled back to {V1}; state.json not updated: {full}"
     )
     assert world.running["svc.service"] == V1
 
