@@ -40,6 +40,25 @@ health: {{command: [/usr/local/bin/healthcheck.sh], interval: 30s, timeout: 2s, 
 """
 
 
+HOLD = "/var/lib/cu-test-hold/health"  # while it exists, the power node's health check fails
+
+
+def held_spec(reference: str) -> str:
+    """spec() whose health check also fails while HOLD exists on the node: an upgrade then stays in
+    its health step (the gate is 60 s) for as long as the test needs to cut the power in it."""
+    return f"""
+image: {reference}
+command: [/usr/local/bin/service.sh]
+host_namespaces: [pid, network]
+mounts: [{{source: /var/lib/cu-test-hold, target: /hold, create: true}}]
+health:
+  command: [sh, -c, "test ! -e /hold/health && exec /usr/local/bin/healthcheck.sh"]
+  interval: 30s
+  timeout: 2s
+  start_period: 60s
+"""
+
+
 def pinned(image: Image) -> str:
     return f"{image.reference}@{image.digest}"
 
@@ -508,7 +527,7 @@ def power_node(
             f'[[registry]]\nlocation = "{registry_address}"\ninsecure = true\n',
             0o644,
         ),
-        f"{SPEC_DIR}/svc.yaml": (spec(svc_images["v1"].reference), 0o644),
+        f"{SPEC_DIR}/svc.yaml": (held_spec(svc_images["v1"].reference), 0o644),
     }
     from compute_units_dev.node import boot
 
@@ -524,16 +543,20 @@ def test_power_loss_after_the_pin_boots_the_committed_image(
     assert cu(node, "apply").returncode == 0
     assert cu(node, "upgrade", "svc", "--image", images["v1"].reference).returncode == 0
     assert node.run(["podman", "pull", "-q", images["v2"].reference]).returncode == 0
+    # v2 cannot pass its health gate while HOLD exists: the power is cut inside the health step,
+    # after the pin and the restart, whatever the machine's load (no race with a passing gate)
+    node.run(["sh", "-c", f"mkdir -p {Path(HOLD).parent} && touch {HOLD}"])
     run = Interactive(node, ["compute-units", "upgrade", "svc", "--image", images["v2"].reference])
-    run.wait_for("svc: restart")
+    run.wait_for("svc: health")
     node.power_off_hard()
     run.finish(timeout=30)
     node = reboot(node)
     power_node.append(node)
+    node.run(["rm", "-f", HOLD])
     # the unit file in /etc names v2 (the pin), the node boots v1 (the upgrade was not verified)
     assert pinned(images["v2"]) in node.read_file("/etc/systemd/system/svc.service")
     assert active(node) == "active/running"
-    # on failure: the phase the power cut left (healthy or verified boot the target) and the generator's lines
+    # on failure: the phase the power cut left and the generator's lines
     generator = node.run(["sh", "-c", "journalctl -b -o cat | grep compute-units-generator"], check=False)
     assert running_digest(node) == images["v1"].digest, (svc_state(node)["phase"], generator.stdout)
     dropin = node.read_file("/run/systemd/generator/svc.service.d/50-compute-units-boot-pin.conf")
