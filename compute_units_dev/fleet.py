@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from .images import Builder, Registry
 from .libvirt import Guest, LibvirtImages, QmpPoller, libvirt_images, start_guest
 from .node import Node, NodeError, boot
+from .specs import libvirt_spec
 
 T = TypeVar("T")
 SERVICES = "/etc/compute-units/services"
@@ -59,30 +60,6 @@ def svc_spec(description: str, reference: str, *, after_libvirt: bool = False) -
         f"host_namespaces: [pid, network]\nstop_timeout: 5s\n"
         f"health: {{command: {health}, interval: 30s, timeout: 5s, start_period: 10s}}\n{extra}"
     )
-
-
-def libvirt_spec(reference: str) -> str:
-    return f"""description: Nova libvirt (libvirtd + qemu)
-image: {reference}
-command: [/usr/sbin/libvirtd]
-host_namespaces: [pid, network, cgroup]
-privileged: true
-mounts:
-  - /sys:/sys
-  - /sys/fs/cgroup:/sys/fs/cgroup
-  - /run/dbus/system_bus_socket:/run/dbus/system_bus_socket
-  - {{source: /var/lib/libvirt, target: /var/lib/libvirt, create: true}}
-  - {{source: /run/libvirt, target: /run/libvirt, create: true}}
-  - {{source: /var/log/libvirt, target: /var/log/libvirt, create: true}}
-  - {{source: /etc/libvirt/qemu, target: /etc/libvirt/qemu, create: true}}
-devices: [/dev/kvm]
-health: {{command: [virsh, -c, "qemu:///system", list], interval: 30s, timeout: 5s, start_period: 15s}}
-stop_timeout: 10s
-keeps_vms: true
-preflight:
-  host_units_inactive: [libvirtd.service, libvirtd.socket]
-  paths: [/dev/kvm]
-"""
 
 
 def parallel(function: Callable[[Any], T], items: Sequence[Any], workers: int = 20) -> list[T]:
