@@ -365,12 +365,14 @@ def test_doctor_asks_each_image_manifest_with_a_timeout(
         "status": "fail",
         "message": f"no answer within 10 s for the manifest of {hole}: the pull would hang",
         "fix": "check the registry (it accepts connections but does not answer), network, proxies",
+        "fixed": False,
     }
     assert findings[f"registry {registry_address}"] == {
         "check": f"registry {registry_address}",
         "status": "fail",
         "message": f"has no manifest for {missing}: the pull would fail",
         "fix": "push the image, or fix the image in the spec (or the pin: compute-units upgrade NAME --image)",
+        "fixed": False,
     }
     assert elapsed < 40, elapsed
 
@@ -457,6 +459,7 @@ def test_garbage_state_and_a_binary_history_line(node: Node, svc: dict[str, Imag
             "status": "warn",
             "message": f"{skipped_before + 2} unreadable line(s) in {history} skipped",
             "fix": "",
+            "fixed": False,
         }
     finally:
         node.run(["cp", "-a", f"{state}.keep", state])
