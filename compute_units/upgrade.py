@@ -15,19 +15,18 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from . import disruptive, sockets, vms
+from . import disruptive, preflight, sockets, vms
 from .effects import Effects
 from .errors import CommandError, ComputeUnitsError, ExitCode, describe
 from .host import signal_name
 from .model import Service, ServiceSet
 from .state import ServiceState, State, digest_of
 from .targets import choose_target
-from .vms import NO_CONTROLLERS, VmSnapshot
+from .vms import VmSnapshot
 
-SIGKILL = 9
 HEALTH_POLL_S = 0.5
 PODMAN_EXEC_MARGIN_S = 5.0  # what `podman healthcheck run` adds to the command's own time, at most
 DEFAULT_PULL_TIMEOUT_S = 600.0
@@ -36,10 +35,6 @@ GENERATOR_DIRS = ("/run/systemd/generator", "/run/systemd/generator.late", "/run
 
 class PullFailed(ComputeUnitsError):
     exit_code = ExitCode.FAILED
-
-
-class PreflightRefused(ComputeUnitsError):
-    exit_code = ExitCode.NOT_READY
 
 
 class RolledBack(ComputeUnitsError):
@@ -221,12 +216,14 @@ class Upgrader:
     ) -> None:
         """pin → restart → health → post-check → commit; any failure or signal rolls back."""
         try:
-            if entry.phase in ("recorded", "pinned"):
+            # a resumed upgrade whose rollback could not be recorded runs the previous image: pin again
+            if entry.phase in ("recorded", "pinned") or digest_of(
+                self.running_reference(service)
+            ) != digest_of(target):
                 with self._step(report, "pin"):
                     self.pin(service, target)
                     self._advance(state, entry, "pinned")
                 self._stop_if_interrupted(report)
-            if entry.phase == "pinned" or digest_of(self.running_reference(service)) != digest_of(target):
                 with self._step(report, "restart") as step:
                     step.detail = self.restart(service)
                     self._advance(state, entry, "restarted")
@@ -240,6 +237,8 @@ class Upgrader:
                 if report.vm_check:
                     raise StepFailed("post-check", "; ".join(report.vm_check))
                 self._advance(state, entry, "verified")
+            with self._step(report, "commit"):
+                self._commit(service, state, entry, target)
         except Interrupted as stop:
             why = f"interrupted by {stop.signame}"
             notes = self._roll_back_after(service, state, report, "interrupted", why)
@@ -257,18 +256,25 @@ class Upgrader:
                 f"rolled back to {entry.current or service.image}{notes}",
                 hint=f"see `journalctl -u {service.unit}` and `compute-units history {service.name}`",
             ) from None
-        with self._step(report, "commit"):
-            entry.commit(target)
-            entry.spec_image = str(service.image)
-            self.fx.store.save(state)
-            report.result = "upgraded" if report.kind == "upgrade" else "rolled-back"
-            self._history(report)
+        report.result = "upgraded" if report.kind == "upgrade" else "rolled-back"
+        self._history_best_effort(report)
         signame = self.fx.interrupted()
         if signame:
             raise UpgradeInterrupted(
                 f"{service.name}: interrupted by {signame} after the upgrade was verified: "
                 f"committed {target}; nothing else was started"
             )
+
+    def _commit(self, service: Service, state: State, entry: ServiceState, target: str) -> None:
+        """Record `target` as what runs; if state.json cannot be written, `entry` stays as it was."""
+        done = replace(entry, spec_image=str(service.image))
+        done.commit(target)
+        state.services[service.name] = done
+        try:
+            self.fx.store.save(state)
+        except OSError:
+            state.services[service.name] = entry
+            raise
 
     def _stop_if_interrupted(self, report: Report, what: str = "") -> None:
         signame = self.fx.interrupted()
@@ -351,26 +357,7 @@ class Upgrader:
         return self.fx.podman.running_reference(service.unit)
 
     def preflight(self, service: Service) -> VmSnapshot:
-        problems = []
-        for module in service.preflight.kernel_modules:
-            if not self.fx.host.module_available(module):
-                problems.append(f"kernel module {module} is not loaded (modprobe {module})")
-        for unit in service.preflight.host_units_inactive:
-            st = self.fx.systemd.state(unit)
-            if st.active_state not in ("inactive", "failed") and st.load_state != "not-found":
-                problems.append(f"{unit} is {st.active_state} on the host (systemctl disable --now {unit})")
-        for path in service.preflight.paths:
-            if not self.fx.host.exists(str(path)):
-                problems.append(f"{path} does not exist")
-        snapshot = VmSnapshot()
-        if service.keeps_vms:
-            problems += self._vm_safety(service)
-            snapshot = vms.snapshot(self.fx, service)
-        if problems:
-            raise PreflightRefused(
-                f"{service.name}: refusing to restart: " + "; ".join(problems) + "; nothing was changed"
-            )
-        return snapshot
+        return preflight.check(self.fx, service)
 
     def _refuse_disruptive(self, service: Service, report: Report) -> None:
         def running(unit: str) -> bool:
@@ -381,34 +368,6 @@ class Upgrader:
             disruptive.in_restart(self.services, [service.name], running),
             self.allow_disruptive,
         )
-
-    def _vm_safety(self, service: Service) -> list[str]:
-        from .host import in_cgroup
-
-        problems = []
-        machined = self.fx.systemd.state("systemd-machined.service")
-        if machined.active_state != "active":
-            problems.append(
-                "systemd-machined is not active: libvirt could not keep guests in their own scopes "
-                "and a restart would kill them (systemctl unmask --now systemd-machined)"
-            )
-        st = self.fx.systemd.state(service.unit)
-        if st.active_state == "active":
-            inside = [p for p in self.fx.host.qemu_processes() if in_cgroup(p, st.control_group)]
-            if inside:
-                cause = ""
-                if self.fx.host.cgroup2_controllers() == []:
-                    cause = f" ({NO_CONTROLLERS}: compute-units doctor)"
-                problems.append(
-                    f"qemu PID {', '.join(str(p.pid) for p in inside)} is inside {service.unit}'s cgroup "
-                    f"and would be killed with it{cause}"
-                )
-            if self.fx.systemd.kill_signal(service.unit) != SIGKILL:
-                problems.append(
-                    f"{service.unit} is loaded with KillSignal other than SIGKILL: conmon would wait for "
-                    "qemu and the stop would time out (regenerate the unit and daemon-reload)"
-                )
-        return problems
 
     def pin(self, service: Service, reference: str | None) -> None:
         """Write this service's unit files (and socket units; a generator's read state.json); reload."""

@@ -14,10 +14,10 @@ from compute_units.disruptive import DisruptiveRefused
 from compute_units.errors import ComputeUnitsError
 from compute_units.host import Process
 from compute_units.model import Service, ServiceSet, Socket
+from compute_units.preflight import PreflightRefused
 from compute_units.state import ServiceState
 from compute_units.targets import choose_target, rollback_target
 from compute_units.upgrade import (
-    PreflightRefused,
     PullFailed,
     RolledBack,
     UpgradeInterrupted,
@@ -181,6 +181,28 @@ def test_a_full_disk_after_the_pin_rolls_back_without_a_traceback(world: FakeWor
         f"svc: upgrade to {V2} failed at restart: {full}; rolled back to {V1}; state.json not updated: {full}"
     )
     assert world.running["svc.service"] == V1
+
+
+@pytest.mark.parametrize(
+    ("writes", "step"), [(2, "restart"), (3, "health"), (4, "post-check"), (5, "commit")]
+)
+def test_a_full_disk_at_any_step_then_the_same_command_runs_the_target(
+    world: FakeWorld, writes: int, step: str
+) -> None:
+    """The rollback re-pins the previous image but cannot record it: state.json still says the
+    upgrade reached a later phase. The re-run must pin the target again, not restart the old pin."""
+    store, services = FakeStore(world), service()
+    world.state_write_error_after = writes
+    with pytest.raises(RolledBack) as failed:
+        engine(world, store, services).upgrade(svc(services), f"{REG}:v2")
+    assert f" failed at {step}: " in failed.value.message
+    assert world.running["svc.service"] == V1
+    world.state_write_error_after = None
+    report = engine(world, store, services).upgrade(svc(services), f"{REG}:v2")
+    assert (report.result, report.note) == ("upgraded", "resuming the interrupted upgrade")
+    assert world.running["svc.service"] == V2
+    entry = store.load().get("svc")
+    assert (entry.phase, entry.current) == ("idle", V2)
 
 
 @pytest.mark.parametrize(
