@@ -55,9 +55,9 @@ integration: deps
 packaging: deps
 	$(PY) -m pytest -q -m packaging $(PYTEST_ARGS)
 
-# a long fuzz campaign of the spec loader and the importer (20,000 examples per test)
+# a long fuzz campaign of the spec loader, the importer and the state readers (20,000 examples per test)
 fuzz: pip
-	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_fuzz.py $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_fuzz.py tests/unit/test_state_files.py -k fuzz $(PYTEST_ARGS)
 
 demo: deps
 	$(PY) -m compute_units_dev.demo

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from compute_units import facts, runner
 from compute_units.secretplan import ImageConfig
+
+# the fuzzed tests (test_fuzz.py, test_state_files.py): `make test` runs a short round, `make fuzz`
+# a long campaign of 20,000 examples per test
+settings.register_profile("default", max_examples=200, deadline=1000)
+settings.register_profile(
+    "fuzz", max_examples=20_000, deadline=1000, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(autouse=True)

@@ -7,21 +7,16 @@ report diagnostics (SpecError, ImportFailed, UsageError), quickly and without un
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from compute_units import importer, options, spec
 from compute_units.errors import ComputeUnitsError
 
-settings.register_profile("default", max_examples=200, deadline=1000)
-settings.register_profile(
-    "fuzz", max_examples=20_000, deadline=1000, suppress_health_check=[HealthCheck.too_slow]
-)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+# the profiles ("default", "fuzz") are set in conftest.py
 
 SPEC_PATH = Path("fuzz.yaml")
 KEYS = [*spec.TOP_KEYS, "source", "target", "file", "podman_secret", "command", "interval", "x"]

@@ -66,7 +66,7 @@ def test_history_skips_damaged_lines_and_counts_them(tmp_path: Path) -> None:
     assert store.history_problems() == 4
 
 
-@settings(max_examples=150, deadline=1000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.binary(max_size=2000))
 def test_fuzzed_state_bytes_load_or_fail_cleanly(tmp_path: Path, data: bytes) -> None:
     with contextlib.suppress(StateError):
@@ -87,7 +87,7 @@ service_like = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=150, deadline=1000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(
     st.dictionaries(
         st.sampled_from(["services", "version", "x"]),
@@ -103,7 +103,7 @@ def test_fuzzed_state_shapes_load_or_fail_cleanly(tmp_path: Path, data: dict[str
         entry.pin()  # a loaded state is usable
 
 
-@settings(max_examples=200, deadline=1000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.lists(st.binary(max_size=200), max_size=20))
 def test_fuzzed_history_never_raises(tmp_path: Path, lines: list[bytes]) -> None:
     (tmp_path / "history.jsonl").write_bytes(b"\n".join(lines))
