@@ -98,6 +98,14 @@ PullDisplay = Callable[[], AbstractContextManager[None]]
 RenderUnits = Callable[[Service, str | None], Mapping[str, str]]  # its unit (and socket units) by name
 
 
+def _resumes(image: str, entry: ServiceState) -> bool:
+    """Whether `--image` names the unfinished upgrade's target (by digest, or by the same name)."""
+    target = str(entry.target)
+    if "@" in image:
+        return digest_of(image) == digest_of(target)
+    return image == target.split("@", 1)[0]
+
+
 class Upgrader:
     """Runs upgrades and rollbacks for services of one node. Every effect is in `fx`."""
 
@@ -128,6 +136,18 @@ class Upgrader:
         """Upgrade one service (and restart its dependents); the report also lands in `self.reports`."""
         state = self._settle_unfinished(service)
         entry = state.get(service.name)
+        if entry.unfinished and (kind == "rollback" or (image is not None and not _resumes(image, entry))):
+            # the operator asks for another image than the unfinished upgrade's: undo that one first
+            asked = "`rollback`" if kind == "rollback" else f"--image {image}"
+            self._tell(f"{service.name}: rolling back the unfinished upgrade to {entry.target} ({asked})")
+            entry.phase = "rolling-back"
+            self.fx.store.save(state)
+            reason = f"{asked} during the unfinished upgrade to {entry.target}"
+            rolled = self._finish_recorded_rollback(service, state, "rollback", reason)
+            if kind == "rollback":
+                return rolled
+            state = self.fx.store.load()
+            entry = state.get(service.name)
         report = self._new_report(service, kind)
         report.undoes = undoes
         resume = entry.unfinished
@@ -508,11 +528,7 @@ class Upgrader:
         entry = state.get(service.name)
         if entry.phase == "rolling-back":
             self._tell(f"{service.name}: finishing an interrupted rollback")
-            report = self._new_report(service, "upgrade")
-            report.source, report.target, report.reason = entry.target, entry.previous, "interrupted earlier"
-            stored = entry.vms_before
-            report.vm_before = VmSnapshot.from_dict(stored) if stored is not None else None
-            self._finish_rollback(service, state, report, "rolled-back")
+            self._finish_recorded_rollback(service, state, "upgrade", "interrupted earlier")
             return self.fx.store.load()
         boot = self.fx.host.boot_id()
         if entry.unfinished and entry.boot_id and boot and entry.boot_id != boot:
@@ -532,6 +548,16 @@ class Upgrader:
                 self.fx.store.save(state)
             self._history_best_effort(report)
         return state
+
+    def _finish_recorded_rollback(self, service: Service, state: State, kind: str, reason: str) -> Report:
+        """Roll back the upgrade state.json records as 'rolling-back', judged by the stored guests."""
+        entry = state.get(service.name)
+        report = self._new_report(service, kind)
+        report.source, report.target, report.reason = entry.target, entry.previous, reason
+        stored = entry.vms_before
+        report.vm_before = VmSnapshot.from_dict(stored) if stored is not None else None
+        self._finish_rollback(service, state, report, "rolled-back")
+        return report
 
     def _save_best_effort(self, state: State, report: Report) -> None:
         try:

@@ -16,7 +16,8 @@ from contextlib import contextmanager
 
 from compute_units_dev.images import Builder, Registry
 from compute_units_dev.libvirt import QmpPoller, libvirt_images, start_guest
-from compute_units_dev.node import Node, boot
+from compute_units_dev.node import Node, NodeError, boot
+from compute_units_dev.rootfs import RootfsError
 from compute_units_dev.specs import SVC_VARIANTS, compute_spec, libvirt_spec
 
 timings: list[tuple[str, float]] = []
@@ -107,5 +108,15 @@ def main() -> int:
         node.shutdown()
 
 
+def run() -> int:
+    """main(), with the harness's own failures (no debootstrap, a node that does not boot, a build
+    that fails) said in one message, not a traceback."""
+    try:
+        return main()
+    except (NodeError, RootfsError, subprocess.CalledProcessError) as exc:
+        print(f"\ndemo: error: {exc}", file=sys.stderr)
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -310,7 +310,10 @@ def rollback(
         loaded, chosen = _load(ctx, [service], False)
         name = chosen[0].name
         store = ctx.store()
-        found = rollback_target(store.history(name), store.load().get(name).current)
+        entry = store.load().get(name)
+        found: tuple[str, str | None] | None = rollback_target(store.history(name), entry.current)
+        if entry.unfinished:  # the unfinished upgrade is what is undone
+            found = (str(entry.previous or chosen[0].image), None)
         if found is None:
             raise UsageError(f"{name} has no upgrade to roll back")
         target, undoes = found

@@ -479,3 +479,49 @@ def test_a_pull_of_a_tag_that_resolves_to_what_runs_or_was_pulled_is_nothing_new
     up.upgrade(svc(services), f"{REG}:v2")
     assert up.prepull(svc(services), f"{REG}:v2")[1] is False  # runs it
     assert up.prepull(svc(services), f"{REG}:v3")[1] is True
+
+
+def unfinished_upgrade_to_v2(world: FakeWorld, store: FakeStore, services: ServiceSet) -> None:
+    """An upgrade to v2 killed after its health gate: state.json says 'healthy', v2 runs."""
+    world.crash_at = "health"
+    with pytest.raises(Crash):
+        engine(world, store, services).upgrade(svc(services), f"{REG}:v2")
+    world.crash_at = None
+    assert (store.load().get("svc").phase, world.running["svc.service"]) == ("healthy", V2)
+
+
+def test_another_image_during_an_unfinished_upgrade_rolls_that_back_first(world: FakeWorld) -> None:
+    store, services = FakeStore(world), service()
+    unfinished_upgrade_to_v2(world, store, services)
+    up = engine(world, store, services)
+    report = up.upgrade(svc(services), f"{REG}:v3")
+    first, second = up.reports
+    assert (first.kind, first.result, first.source, first.target) == ("rollback", "rolled-back", V2, V1)
+    assert first.reason == f"--image {REG}:v3 during the unfinished upgrade to {V2}"
+    assert second is report and (report.result, report.source, report.target) == ("upgraded", V1, V3)
+    assert world.running["svc.service"] == V3
+    assert (store.load().get("svc").phase, store.load().get("svc").current) == ("idle", V3)
+
+
+@pytest.mark.parametrize("image", [f"{REG}:v2", V2, f"{REG}@{D2}"])
+def test_the_unfinished_upgrades_own_target_resumes_it(world: FakeWorld, image: str) -> None:
+    store, services = FakeStore(world), service()
+    unfinished_upgrade_to_v2(world, store, services)
+    up = engine(world, store, services)
+    report = up.upgrade(svc(services), image)
+    assert len(up.reports) == 1
+    assert (report.result, report.note, report.target) == ("upgraded", "resuming the interrupted upgrade", V2)
+    assert store.load().get("svc").current == V2
+
+
+def test_a_rollback_during_an_unfinished_upgrade_rolls_that_upgrade_back(world: FakeWorld) -> None:
+    store, services = FakeStore(world), service()
+    unfinished_upgrade_to_v2(world, store, services)
+    up = engine(world, store, services)
+    report = up.upgrade(svc(services), "ignored: the unfinished upgrade is what is undone", kind="rollback")
+    assert len(up.reports) == 1
+    assert (report.kind, report.result, report.target, report.undoes) == ("rollback", "rolled-back", V1, None)
+    assert report.reason == f"`rollback` during the unfinished upgrade to {V2}"
+    assert world.running["svc.service"] == V1
+    assert (store.load().get("svc").phase, store.load().get("svc").current) == ("idle", V1)
+    assert store.entries[-1]["kind"] == "rollback"
