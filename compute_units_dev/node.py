@@ -171,7 +171,9 @@ class Node:
         # a clean environment: the host's PATH (a venv whose python lives under /root/.pyenv)
         # means nothing in the node's root
         base = ["env", "-i", f"PATH={NODE_PATH}", "HOME=/root", "LANG=C.UTF-8"]
-        return ["nsenter", "-t", str(self.pid), "-a", *base, *argv]
+        # -r: the node's own root even when this process is chrooted (then the mount namespace's
+        # root is not the one the node pivoted to)
+        return ["nsenter", "-t", str(self.pid), "-a", "-r", *base, *argv]
 
     def run(
         self,

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 name: nsenter
 short_description: Run tasks inside another process's namespaces (a sandbox node) with nsenter
 description:
-  - Runs every command as C(nsenter -t PID -a -- /bin/sh -c CMD) on the controller, so a task runs inside
+  - Runs every command as C(nsenter -t PID -a -r -- /bin/sh -c CMD) on the controller, so a task runs inside
     the namespaces (mount, PID, cgroup, UTS, IPC, network) of process PID, typically the systemd of a
     sandbox test node (C(compute_units_dev/node.py)). Files are copied in and out through C(cat) inside the node.
   - Needs root on the controller; the node must share the controller's machine.
@@ -45,7 +45,7 @@ class Connection(ConnectionBase):
     has_pipelining = True
 
     def _prefix(self):
-        return [self.get_option("nsenter_path"), "-t", str(self.get_option("pid")), "-a", "--"]
+        return [self.get_option("nsenter_path"), "-t", str(self.get_option("pid")), "-a", "-r", "--"]
 
     def _connect(self):
         if not self._connected:
