@@ -190,6 +190,8 @@ def test_file_list(build: Build) -> None:
         "/etc/compute-units/services",
         "/etc/compute-units/secrets",
         "/var/lib/compute-units",
+        "/var/cache/compute-units",
+        "/var/cache/compute-units/generator.cache",  # %ghost: owned, removed with the package
     }
     assert expected <= files, sorted(expected - files)
     assert any(
@@ -209,6 +211,7 @@ def test_modes(build: Build) -> None:
     }
     assert modes["/etc/compute-units/secrets"] == ["drwx------", "root:root"]
     assert modes["/var/lib/compute-units"] == ["drwx------", "root:root"]
+    assert modes["/var/cache/compute-units"] == ["drwxr-xr-x", "root:root"]
     assert modes["/etc/compute-units/services"] == ["drwxr-xr-x", "root:root"]
     assert modes["/usr/bin/compute-units"] == ["-rwxr-xr-x", "root:root"]
     assert modes[GENERATOR] == ["-rwxr-xr-x", "root:root"]
