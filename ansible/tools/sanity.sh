@@ -6,13 +6,17 @@ set -eu
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 venv="$repo/build/ansible-test-venv"
 version=$("$repo/build/venv/bin/python" -c 'import ansible.release as r; print(r.__version__)')
-if [ ! -x "$venv/bin/ansible-test" ]; then
+# in a function: its own positional parameters, so the caller's ansible-test options survive
+install_venv() {
     python3 -m venv "$venv"
     set --
     for f in "$repo"/build/venv/lib/python3.*/site-packages/ansible_test/_data/requirements/sanity.*.txt; do
         set -- "$@" -r "$f"
     done
     "$venv/bin/pip" install -q --disable-pip-version-check "ansible-core==$version" "$@"
+}
+if [ ! -x "$venv/bin/ansible-test" ]; then
+    install_venv
 fi
 cache="$HOME/.ansible/test/cache"
 mkdir -p "$cache"
