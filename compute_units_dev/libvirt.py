@@ -59,6 +59,20 @@ def libvirt_images(builder: Builder, registry: Registry) -> LibvirtImages:
     return LibvirtImages(references, digests)
 
 
+MODULAR_VARIANTS = {"v1": {"VERSION": "1"}, "v2": {"VERSION": "2"}}
+
+
+def modular_images(builder: Builder, registry: Registry) -> LibvirtImages:
+    """virtqemud + virtlogd + qemu (images/libvirt-modular), from trixie on every node."""
+    base = builder.debootstrap_base("trixie")
+    references, digests = {}, {}
+    for tag, args in MODULAR_VARIANTS.items():
+        local = builder.build("libvirt-modular", base, args, name="libvirt-modular")
+        digests[tag] = registry.push(local, "cu-test/libvirt-modular", tag)
+        references[tag] = registry.reference("cu-test/libvirt-modular", tag)
+    return LibvirtImages(references, digests)
+
+
 def domain_xml(name: str) -> str:
     return f"""<domain type='kvm' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
   <name>{name}</name>
