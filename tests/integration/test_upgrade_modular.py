@@ -54,6 +54,16 @@ def running_digest(node: Node, name: str) -> str:
     return node.run(["podman", "image", "inspect", image, "--format", "{{.Digest}}"]).stdout.strip()
 
 
+def console_pipe(node: Node, qemu: int) -> str:
+    """The pipe qemu writes its console output to (stdout), checked to be one virtlogd reads."""
+    pipe = node.run(["readlink", f"/proc/{qemu}/fd/1"]).stdout.strip()
+    assert pipe.startswith("pipe:["), pipe
+    virtlogd = node.run(["podman", "inspect", "nova-virtlogd", "--format", "{{.State.Pid}}"]).stdout.strip()
+    held = node.run(["sh", "-c", f"readlink /proc/{virtlogd}/fd/*"]).stdout.split()
+    assert pipe in held, (pipe, held)
+    return pipe
+
+
 def test_the_guest_runs_under_virtqemud_in_its_machine_scope(node: Node, deployed: Guest) -> None:
     for unit in VIRTQEMUD_SOCKET_UNITS:
         assert node.show(unit, "ActiveState")["ActiveState"] == "active"
@@ -69,6 +79,9 @@ def test_the_guest_runs_under_virtqemud_in_its_machine_scope(node: Node, deploye
     assert "nova-virtqemud.service" not in cgroup
     assert deployed.running_in_libvirt()
     assert "qemu-1-tiny" in node.run(["machinectl", "list", "--no-legend"]).stdout.split()
+    # qemu's console goes through the other container: virtlogd holds the pipe, writes the log
+    console_pipe(node, pid)
+    assert node.host_path("/var/log/libvirt/qemu/tiny.log").is_file()
 
 
 def test_upgrade_of_virtqemud_keeps_the_guest_running(
@@ -77,6 +90,7 @@ def test_upgrade_of_virtqemud_keeps_the_guest_running(
     pid = deployed.qemu_pid()
     start_time = node.read_file(f"/proc/{pid}/stat").split()[21]
     virtlogd = container_id(node, "nova-virtlogd")
+    pipe = console_pipe(node, pid)
     with QmpPoller(deployed.qmp_path) as poller:
         result = cu(node, "upgrade", "nova-virtqemud", "--image", modular.references["v2"], "--json")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -114,6 +128,7 @@ def test_upgrade_of_virtqemud_keeps_the_guest_running(
     assert "machine.slice/machine-qemu" in node.read_file(f"/proc/{pid}/cgroup")
     assert deployed.running_in_libvirt()  # the new virtqemud reconnected to it
     assert running_digest(node, "nova-virtqemud") == modular.digests["v2"]
-    # virtlogd, which holds the guest's console pipe, was not touched
+    # virtlogd, which holds the guest's console pipe, was not touched: the same pipe is read
     assert container_id(node, "nova-virtlogd") == virtlogd
+    assert console_pipe(node, pid) == pipe
     assert node.show("nova-virtlogd.service", "ActiveState")["ActiveState"] == "active"
