@@ -63,11 +63,12 @@ MODULAR_VARIANTS = {"v1": {"VERSION": "1"}, "v2": {"VERSION": "2"}}
 
 
 def modular_images(builder: Builder, registry: Registry) -> LibvirtImages:
-    """virtqemud + virtlogd + qemu (images/libvirt-modular), from trixie on every node."""
+    """virtqemud + virtlogd + qemu (images/libvirt-modular), from trixie on every node; compiled
+    once per checkout (`save`: the other nodes load the saved archives)."""
     base = builder.debootstrap_base("trixie")
     references, digests = {}, {}
     for tag, args in MODULAR_VARIANTS.items():
-        local = builder.build("libvirt-modular", base, args, name="libvirt-modular")
+        local = builder.build("libvirt-modular", base, args, name="libvirt-modular", save=True)
         digests[tag] = registry.push(local, "cu-test/libvirt-modular", tag)
         references[tag] = registry.reference("cu-test/libvirt-modular", tag)
     return LibvirtImages(references, digests)

@@ -24,7 +24,11 @@ from tests.harness.fixtures import cu
 
 @pytest.fixture(scope="module")
 def modular(builder: Builder, registry: Registry) -> LibvirtImages:
-    return modular_images(builder, registry)
+    images = modular_images(builder, registry)
+    for ref, seconds in builder.seconds.items():
+        how = "loaded" if ref in builder.loaded else "built"
+        print(f"{ref}: {how} in {seconds:.1f} s")
+    return images
 
 
 @pytest.fixture(scope="module")
