@@ -77,13 +77,13 @@ def _locked(path: Path) -> Iterator[None]:
 @dataclass
 class Builder:
     """Builds images inside a node; records which builds were cache hits (tests assert on it),
-    which were loaded from SAVED, and how long each build or load took (seconds, by reference)."""
+    which were loaded from SAVED, and how long each build, save or load took (the last ones)."""
 
     node: Node
     hits: list[str] = field(default_factory=list)
     built: list[str] = field(default_factory=list)
     loaded: list[str] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)
+    timings: list[tuple[str, str, float]] = field(default_factory=list)  # (built|saved|loaded, ref, s)
 
     def exists(self, ref: str) -> bool:
         return self.node.run([*BUILD_PODMAN, "image", "exists", ref], check=False).returncode == 0
@@ -183,10 +183,11 @@ class Builder:
         self.node.run([*argv, "-t", ref, staging], timeout=1800)
         self.node.run(["rm", "-rf", staging])
         self.built.append(ref)
-        self.seconds[ref] = time.monotonic() - started
+        self.timings.append(("built", ref, time.monotonic() - started))
 
     def _save(self, ref: str, archive: Path) -> None:
         """`podman save` streamed out of the node into a temporary name, renamed when complete."""
+        started = time.monotonic()
         partial = archive.with_suffix(f".partial-{os.getpid()}")
         with partial.open("wb") as handle:
             proc = subprocess.run(
@@ -199,6 +200,7 @@ class Builder:
             partial.unlink()
             raise NodeError(f"podman save {ref} failed: {proc.stderr.decode()}")
         partial.rename(archive)
+        self.timings.append(("saved", ref, time.monotonic() - started))
 
     def _load(self, archive: Path, ref: str) -> None:
         started = time.monotonic()
@@ -211,7 +213,7 @@ class Builder:
         if not self.exists(ref):
             raise NodeError(f"podman load {archive} did not give {ref}: {proc.stdout.decode()}")
         self.loaded.append(ref)
-        self.seconds[ref] = time.monotonic() - started
+        self.timings.append(("loaded", ref, time.monotonic() - started))
 
 
 @dataclass

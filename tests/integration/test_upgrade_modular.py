@@ -16,8 +16,15 @@ from collections.abc import Iterator
 import pytest
 
 from compute_units_dev.images import Builder, Registry
-from compute_units_dev.libvirt import Guest, LibvirtImages, QmpPoller, modular_images, start_guest
-from compute_units_dev.node import Node
+from compute_units_dev.libvirt import (
+    Guest,
+    LibvirtImages,
+    QmpPoller,
+    modular_images,
+    reset_guest,
+    start_guest,
+)
+from compute_units_dev.node import Node, wait_until
 from compute_units_dev.specs import VIRTQEMUD_SOCKET_UNITS, virtlogd_spec, virtqemud_spec
 from tests.harness.fixtures import cu
 
@@ -25,9 +32,8 @@ from tests.harness.fixtures import cu
 @pytest.fixture(scope="module")
 def modular(builder: Builder, registry: Registry) -> LibvirtImages:
     images = modular_images(builder, registry)
-    for ref, seconds in builder.seconds.items():
-        how = "loaded" if ref in builder.loaded else "built"
-        print(f"{ref}: {how} in {seconds:.1f} s")
+    for what, ref, seconds in builder.timings:
+        print(f"{ref}: {what} in {seconds:.1f} s")
     return images
 
 
@@ -136,3 +142,83 @@ def test_upgrade_of_virtqemud_keeps_the_guest_running(
     assert container_id(node, "nova-virtlogd") == virtlogd
     assert console_pipe(node, pid) == pipe
     assert node.show("nova-virtlogd.service", "ActiveState")["ActiveState"] == "active"
+
+
+GUEST_LINE = "compute-units test guest up"
+
+
+def qemu_pipes(node: Node, qemu: int) -> list[str]:
+    """qemu's pipes: its stdout/stderr (tiny.log) and the serial console's fdset (tiny.serial)."""
+    fds = node.run(["sh", "-c", f"for f in /proc/{qemu}/fd/*; do readlink $f; done"]).stdout.split()
+    return sorted({fd for fd in fds if fd.startswith("pipe:[")})
+
+
+def pipe_holders(node: Node, pipe: str) -> list[str]:
+    """The `comm` of every process in the node holding either end of `pipe`."""
+    script = f'for f in /proc/[0-9]*/fd/*; do [ "$(readlink "$f")" = "{pipe}" ] && echo "${{f%/fd/*}}"; done'
+    procs = set(node.run(["sh", "-c", script], check=False).stdout.split())
+    return sorted(node.run(["cat", f"{p}/comm"]).stdout.strip() for p in procs)
+
+
+def start_stack(node: Node, pid: str) -> str:
+    return node.read_file(f"/proc/{pid}/stat").split()[27]  # set anew by every execve()
+
+
+def test_virtlogd_reexec_keeps_the_console_log_an_upgrade_ends_it(
+    node: Node, deployed: Guest, modular: LibvirtImages
+) -> None:
+    """SIGUSR1 re-executes virtlogd in its container and keeps the pipes; `upgrade nova-virtlogd`
+    (a new container) keeps the guest running but leaves its console pipes without a reader."""
+    qemu = deployed.qemu_pid()
+    serial = node.directory / "libvirt-lib" / "qmp" / "tiny.serial"
+    pipes = qemu_pipes(node, qemu)
+    assert len(pipes) == 2  # stdout+stderr, and the serial console's fd (libvirt passes an fdset)
+    assert all(pipe_holders(node, p) == ["qemu-system-x86", "virtlogd"] for p in pipes)
+
+    def logged(count: int) -> None:
+        wait_until(lambda: serial.read_text().count(GUEST_LINE) == count, 20, f"{count} lines in {serial}")
+
+    lines = serial.read_text().count(GUEST_LINE)
+    reset_guest(deployed)  # the guest prints its line again on COM1
+    logged(lines + 1)
+    # SIGUSR1: virtlogd saves its state and execs its own binary, in the same container
+    virtlogd = node.run(["podman", "inspect", "nova-virtlogd", "--format", "{{.State.Pid}}"]).stdout.strip()
+    container = container_id(node, "nova-virtlogd")
+    stack = start_stack(node, virtlogd)
+    node.run(["podman", "kill", "--signal", "USR1", "nova-virtlogd"])
+    wait_until(lambda: start_stack(node, virtlogd) != stack, 20, "virtlogd to re-execute itself")
+    assert container_id(node, "nova-virtlogd") == container
+    assert node.run(["readlink", f"/proc/{virtlogd}/exe"]).stdout.strip() == "/usr/sbin/virtlogd"
+    assert all(pipe_holders(node, p) == ["qemu-system-x86", "virtlogd"] for p in pipes)
+    reset_guest(deployed)
+    logged(lines + 2)  # the re-executed virtlogd still reads the guest's console
+
+    virtqemud = container_id(node, "nova-virtqemud")
+    with QmpPoller(deployed.qmp_path) as poller:
+        result = cu(
+            node,
+            "upgrade",
+            "nova-virtlogd",
+            "--image",
+            modular.references["v2"],
+            "--allow-disruptive",
+            "--json",
+        )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (entry,) = json.loads(result.stdout)["services"]
+    assert entry["result"] == "upgraded"
+    assert entry["vm_before"]["qemu"] == []  # no keeps_vms on virtlogd: the VM check looks at nothing
+    print(
+        f"upgrade nova-virtlogd v1->v2: {len(poller.samples)} QMP samples, {[(s['name'], s['ms']) for s in entry['steps']]}"
+    )
+    assert len(poller.samples) > 20
+    assert poller.not_running == []
+    assert deployed.qemu_pid() == qemu
+    assert running_digest(node, "nova-virtlogd") == modular.digests["v2"]
+    assert container_id(node, "nova-virtqemud") != virtqemud  # restarted with it (requires:)
+    assert deployed.running_in_libvirt()
+    # the new virtlogd holds none of the guest's pipes: no process reads them any more
+    assert all(pipe_holders(node, p) == ["qemu-system-x86"] for p in pipes)
+    reset_guest(deployed)  # the guest has printed its line again (and runs on) ...
+    assert deployed.running_in_libvirt()
+    assert serial.read_text().count(GUEST_LINE) == lines + 2  # ... and it reached no log

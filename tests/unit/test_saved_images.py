@@ -71,7 +71,8 @@ def test_the_first_node_builds_and_saves_the_next_one_loads(tmp_path: Path, save
     loaded = builder(second)
     assert loaded.build("libvirt-modular", "localhost/cu-test/trixie:1", {"VERSION": "1"}, save=True) == ref
     assert second.builds == [] and loaded.built == [] and loaded.loaded == [ref]
-    assert set(loaded.seconds) == {ref}
+    assert [(what, r) for what, r, _ in built.timings] == [("built", ref), ("saved", ref)]
+    assert [(what, r) for what, r, _ in loaded.timings] == [("loaded", ref)]
     # the node that has it now: a plain cache hit
     assert loaded.build("libvirt-modular", "localhost/cu-test/trixie:1", {"VERSION": "1"}, save=True) == ref
     assert loaded.hits == [ref]
