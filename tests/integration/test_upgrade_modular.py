@@ -3,8 +3,10 @@
 nova-virtlogd and nova-virtqemud run as two containers with their sockets held by systemd
 (`sockets:`); the guest is test_upgrade_vm's tiny multiboot kernel, created over virtqemud's own
 socket (no libvirtd, no virtproxyd: qemu:///system reaches virtqemud directly). A QMP client polls
-the guest every 20 ms from the host while `compute-units upgrade nova-virtqemud` runs. The image is
-trixie's libvirt 11 on both nodes: bookworm's libvirt 9.0.0 has no virtqemud.
+the guest every 20 ms from the host while `compute-units upgrade nova-virtqemud` runs; then
+virtlogd is re-executed by SIGUSR1 and upgraded, and the guest's console lines (printed at each
+reset) show which of the two keeps its console log. The image is trixie's libvirt 11 on both
+nodes (bookworm's libvirt 9.0.0 has no virtqemud), compiled once per checkout (Builder `save`).
 """
 
 from __future__ import annotations
