@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
@@ -11,7 +12,7 @@ import pytest
 
 from compute_units_dev import images
 from compute_units_dev.images import Builder
-from compute_units_dev.node import Node, NodeError
+from compute_units_dev.node import Node, NodeError, wait_until
 
 
 class FakeNode:
@@ -105,3 +106,48 @@ def test_a_failed_save_leaves_no_archive_and_the_next_node_builds(tmp_path: Path
     again = FakeNode(tmp_path)
     ref = builder(again).build("libvirt-modular", "base:1", save=True)
     assert again.builds == [ref]
+
+
+class SlowNode(FakeNode):
+    """Its build blocks until `release` is set, and says when it started."""
+
+    def __init__(self, tmp: Path) -> None:
+        super().__init__(tmp)
+        self.building = threading.Event()
+        self.release = threading.Event()
+
+    def run(self, argv: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        if "build" in argv:
+            self.building.set()
+            assert self.release.wait(10)
+        return super().run(argv, **kwargs)
+
+
+def waiting_on(path: Path) -> bool:
+    """/proc/locks has a blocked request (`N: -> FLOCK ...`) on path's inode."""
+    inode = f":{path.stat().st_ino} "
+    return any("->" in line and inode in line for line in Path("/proc/locks").read_text().splitlines())
+
+
+def test_a_node_that_needs_the_image_during_a_build_waits_and_loads(tmp_path: Path) -> None:
+    first, second = SlowNode(tmp_path), FakeNode(tmp_path)
+    results: dict[str, str] = {}
+
+    def build(label: str, node: FakeNode) -> None:
+        results[label] = builder(node).build("libvirt-modular", "base:1", save=True)
+
+    one = threading.Thread(target=build, args=("first", first))
+    one.start()
+    assert first.building.wait(10)
+    two = threading.Thread(target=build, args=("second", second))
+    two.start()
+    # the second node waits on the archive's lock file: the kernel lists it as a blocked flock
+    lock = next((tmp_path / "images").glob("*.lock"))
+    wait_until(lambda: waiting_on(lock), 10, f"a blocked flock on {lock}")
+    assert "second" not in results
+    first.release.set()
+    one.join(10)
+    two.join(10)
+    assert results["first"] == results["second"]
+    assert len(first.builds) == 1 and second.builds == []
+    assert results["second"] in second.images
