@@ -9,12 +9,15 @@ libvirt 11 / qemu 10), cached in build/cache.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from .node import BUILD, Node, NodeError, free_port
 CONTEXTS = Path(__file__).with_name("images")
 BUSYBOX = Path("/bin/busybox")
 CACHE = BUILD / "cache"
+SAVED = CACHE / "images"  # expensive images, saved once for every node of the checkout
 
 
 def tree_hash(*parts: Path | str) -> str:
@@ -59,13 +63,27 @@ def minbase_tarball(release: str) -> Path:
     return tarball
 
 
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # another node building the same image: wait for it
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @dataclass
 class Builder:
-    """Builds images inside a node; records which builds were cache hits (tests assert on it)."""
+    """Builds images inside a node; records which builds were cache hits (tests assert on it),
+    which were loaded from SAVED, and how long each build, save or load took (the last ones)."""
 
     node: Node
     hits: list[str] = field(default_factory=list)
     built: list[str] = field(default_factory=list)
+    loaded: list[str] = field(default_factory=list)
+    timings: list[tuple[str, str, float]] = field(default_factory=list)  # (built|saved|loaded, ref, s)
 
     def exists(self, ref: str) -> bool:
         return self.node.run([*BUILD_PODMAN, "image", "exists", ref], check=False).returncode == 0
@@ -123,9 +141,19 @@ class Builder:
             raise NodeError(f"podman import failed: {proc.stderr.decode()}")
 
     def build(
-        self, context: str, base: str, args: Mapping[str, str] | None = None, name: str | None = None
+        self,
+        context: str,
+        base: str,
+        args: Mapping[str, str] | None = None,
+        name: str | None = None,
+        save: bool = False,
     ) -> str:
-        """Build CONTEXTS/context FROM base with build args; cached by every input."""
+        """Build CONTEXTS/context FROM base with build args; cached by every input.
+
+        `save` (for images that take minutes, such as a compiled libvirt): the first node to build
+        the image saves it to build/cache/images/NAME-KEY.tar (an OCI archive) under a file lock;
+        any other node of the checkout loads that archive instead of building (and waits for a
+        build in progress)."""
         directory = CONTEXTS / context
         arg_text = ",".join(f"{k}={v}" for k, v in sorted((args or {}).items()))
         key = tree_hash(directory, base, arg_text)
@@ -133,15 +161,59 @@ class Builder:
         if self.exists(ref):
             self.hits.append(ref)
             return ref
+        if not save:
+            self._build(directory, base, args or {}, key, ref)
+            return ref
+        archive = SAVED / f"{name or context}-{key}.tar"
+        with _locked(archive.with_suffix(".lock")):
+            if archive.exists():
+                self._load(archive, ref)
+            else:
+                self._build(directory, base, args or {}, key, ref)
+                self._save(ref, archive)
+        return ref
+
+    def _build(self, directory: Path, base: str, args: Mapping[str, str], key: str, ref: str) -> None:
+        started = time.monotonic()
         staging = f"/run/cu-build/{key}"
         self.node.copy_tree_in(directory, staging)
         argv = [*BUILD_PODMAN, "build", "--network=host", "--build-arg", f"BASE={base}"]
-        for k, v in sorted((args or {}).items()):
+        for k, v in sorted(args.items()):
             argv += ["--build-arg", f"{k}={v}"]
         self.node.run([*argv, "-t", ref, staging], timeout=1800)
         self.node.run(["rm", "-rf", staging])
         self.built.append(ref)
-        return ref
+        self.timings.append(("built", ref, time.monotonic() - started))
+
+    def _save(self, ref: str, archive: Path) -> None:
+        """`podman save` streamed out of the node into a temporary name, renamed when complete."""
+        started = time.monotonic()
+        partial = archive.with_suffix(f".partial-{os.getpid()}")
+        with partial.open("wb") as handle:
+            proc = subprocess.run(
+                self.node.argv([*BUILD_PODMAN, "save", "--format", "oci-archive", ref]),
+                stdout=handle,
+                stderr=subprocess.PIPE,
+                check=False,
+            )
+        if proc.returncode != 0:
+            partial.unlink()
+            raise NodeError(f"podman save {ref} failed: {proc.stderr.decode()}")
+        partial.rename(archive)
+        self.timings.append(("saved", ref, time.monotonic() - started))
+
+    def _load(self, archive: Path, ref: str) -> None:
+        started = time.monotonic()
+        with archive.open("rb") as handle:
+            proc = subprocess.run(
+                self.node.argv([*BUILD_PODMAN, "load"]), stdin=handle, capture_output=True, check=False
+            )
+        if proc.returncode != 0:
+            raise NodeError(f"podman load {archive} failed: {proc.stderr.decode()}")
+        if not self.exists(ref):
+            raise NodeError(f"podman load {archive} did not give {ref}: {proc.stdout.decode()}")
+        self.loaded.append(ref)
+        self.timings.append(("loaded", ref, time.monotonic() - started))
 
 
 @dataclass

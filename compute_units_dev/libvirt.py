@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from .images import CACHE, Builder, Registry, tree_hash
-from .node import Node, NodeError
+from .node import Node, NodeError, wait_until
 from .sampler import Sampler
 
 GUEST_SOURCE = Path(__file__).with_name("guest") / "halt.S"
@@ -56,6 +57,21 @@ def libvirt_images(builder: Builder, registry: Registry) -> LibvirtImages:
         local = builder.build("libvirt-version", libvirt, args, name="libvirt")
         digests[tag] = registry.push(local, "cu-test/libvirt", tag)
         references[tag] = registry.reference("cu-test/libvirt", tag)
+    return LibvirtImages(references, digests)
+
+
+MODULAR_VARIANTS = {"v1": {"VERSION": "1"}, "v2": {"VERSION": "2"}}
+
+
+def modular_images(builder: Builder, registry: Registry) -> LibvirtImages:
+    """virtqemud + virtlogd + qemu (images/libvirt-modular), from trixie on every node; compiled
+    once per checkout (`save`: the other nodes load the saved archives)."""
+    base = builder.debootstrap_base("trixie")
+    references, digests = {}, {}
+    for tag, args in MODULAR_VARIANTS.items():
+        local = builder.build("libvirt-modular", base, args, name="libvirt-modular", save=True)
+        digests[tag] = registry.push(local, "cu-test/libvirt-modular", tag)
+        references[tag] = registry.reference("cu-test/libvirt-modular", tag)
     return LibvirtImages(references, digests)
 
 
@@ -138,15 +154,28 @@ class Qmp:
         self.sock.settimeout(timeout)
         self.sock.connect(str(path))
         self.reader = self.sock.makefile("r")
+        self.events: list[str] = []
         json.loads(self.reader.readline())  # greeting
         self.command("qmp_capabilities")
 
-    def command(self, name: str) -> dict[str, object]:
-        self.sock.sendall(json.dumps({"execute": name}).encode() + b"\n")
+    def command(self, name: str, arguments: dict[str, object] | None = None) -> dict[str, object]:
+        message: dict[str, object] = {"execute": name}
+        if arguments:
+            message["arguments"] = arguments
+        self.sock.sendall(json.dumps(message).encode() + b"\n")
         while True:
             reply: dict[str, object] = json.loads(self.reader.readline())
-            if "event" not in reply:
+            if "event" in reply:
+                self.events.append(str(reply["event"]))
+            else:
                 return reply
+
+    def wait_event(self, name: str) -> None:
+        """Read until qemu emits event `name` (or the socket's timeout ends the wait)."""
+        while name not in self.events:
+            reply = json.loads(self.reader.readline())
+            if "event" in reply:
+                self.events.append(str(reply["event"]))
 
     def close(self) -> None:
         self.reader.close()
@@ -179,3 +208,24 @@ class QmpPoller(Sampler[str]):
     @property
     def not_running(self) -> list[tuple[float, str]]:
         return [s for s in self.samples if s[1] != "running"]
+
+
+KERNEL = range(0x100000, 0x101000)  # where halt.S is linked (-Ttext=0x100000)
+
+
+def reset_guest(guest: Guest) -> None:
+    """Reset the guest over QMP and wait until it has run its kernel again: it has written its line
+    to COM1 (qemu has handed it to the serial console's backend) and halts in its own code."""
+    qmp = Qmp(guest.qmp_path, timeout=10)
+    try:
+        qmp.command("system_reset")
+        qmp.wait_event("RESET")
+
+        def halted_in_kernel() -> bool:
+            reply = qmp.command("human-monitor-command", {"command-line": "info registers"})
+            match = re.search(r"EIP=([0-9a-f]+).*?HLT=(\d)", str(reply.get("return")), re.S)
+            return match is not None and int(match[1], 16) in KERNEL and match[2] == "1"
+
+        wait_until(halted_in_kernel, 30, f"guest {guest.name} to halt in its kernel after a reset")
+    finally:
+        qmp.close()

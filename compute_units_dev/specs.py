@@ -67,3 +67,68 @@ def held_spec(reference: str) -> str:
     text = libvirt_spec(reference)
     anchor = "devices: [/dev/kvm]\n"
     return text.replace(anchor, SOCKETS + anchor)
+
+
+def virtlogd_spec(reference: str) -> str:
+    """examples/compute-node/modular/nova-virtlogd.yaml's shape, on a test image."""
+    return f"""
+description: libvirt log daemon (guest console logs)
+image: {reference}
+command: [/usr/sbin/virtlogd]
+host_namespaces: [network]
+privileged: true
+mounts:
+  - {{source: /run/libvirt, target: /run/libvirt, create: true}}
+  - {{source: /var/log/libvirt, target: /var/log/libvirt, create: true}}
+  - {{source: /var/lib/libvirt, target: /var/lib/libvirt, create: true}}
+  - {{source: /var/cache/libvirt, target: /var/cache/libvirt, create: true}}
+disruptive: "running guests' console logs stop until each guest restarts (virtlogd holds their pipes)"
+sockets:
+  - {{path: /run/libvirt/virtlogd-sock, name: virtlogd.socket, mode: "0600"}}
+  - {{path: /run/libvirt/virtlogd-admin-sock, name: virtlogd-admin.socket, mode: "0600"}}
+health: {{command: [virt-admin, -c, "virtlogd:///system", version], interval: 30s, timeout: 5s, start_period: 10s}}
+stop_timeout: 10s
+preflight:
+  host_units_inactive: [virtlogd.service, virtlogd.socket, virtlogd-admin.socket]
+"""
+
+
+VIRTQEMUD_SOCKET_UNITS = [
+    "nova-virtqemud-virtqemud.socket",
+    "nova-virtqemud-virtqemud-ro.socket",
+    "nova-virtqemud-virtqemud-admin.socket",
+]
+
+
+def virtqemud_spec(reference: str) -> str:
+    """examples/compute-node/modular/nova-virtqemud.yaml's shape, on a test image (virtqemud-sandbox:
+    see the libvirt-modular image)."""
+    return f"""
+description: libvirt QEMU daemon, modular (virtqemud + qemu)
+image: {reference}
+command: [/usr/local/sbin/virtqemud-sandbox]  # /usr/sbin/virtqemud; see the libvirt-modular image
+host_namespaces: [pid, network, cgroup]
+privileged: true
+mounts:
+  - /sys:/sys
+  - /sys/fs/cgroup:/sys/fs/cgroup
+  - {{source: /var/lib/libvirt, target: /var/lib/libvirt, create: true}}
+  - {{source: /var/lib/nova, target: /var/lib/nova, create: true}}
+  - {{source: /etc/libvirt/qemu, target: /etc/libvirt/qemu, create: true}}
+  - {{source: /run/libvirt, target: /run/libvirt, create: true}}
+  - {{source: /var/cache/libvirt, target: /var/cache/libvirt, create: true}}
+  - {{source: /var/log/libvirt, target: /var/log/libvirt, create: true}}
+  - /run/dbus/system_bus_socket:/run/dbus/system_bus_socket
+devices: [/dev/kvm]
+requires: [nova-virtlogd]
+sockets:
+  - {{path: /run/libvirt/virtqemud-sock, name: virtqemud.socket, mode: "0600"}}
+  - {{path: /run/libvirt/virtqemud-sock-ro, name: virtqemud-ro.socket, mode: "0666"}}
+  - {{path: /run/libvirt/virtqemud-admin-sock, name: virtqemud-admin.socket, mode: "0600"}}
+health: {{command: [virsh, -c, "qemu:///system", version], interval: 30s, timeout: 5s, start_period: 20s}}
+stop_timeout: 10s
+keeps_vms: true
+preflight:
+  host_units_inactive: [libvirtd.service, libvirtd.socket, virtqemud.service, virtqemud.socket]
+  paths: [/dev/kvm]
+"""
