@@ -16,17 +16,19 @@ command=${2:-make demo && make test}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 root=$repo/build/fresh/$release
 
+# everything below, debootstrap's own mounts included, happens in a private mount namespace:
+# the host's mount table never changes
 if [ "${FRESH_MACHINE_INSIDE:-}" != 1 ]; then
-    rm -rf "$root"
-    mkdir -p "$root"
-    echo "== debootstrap --variant=minbase $release"
-    debootstrap --variant=minbase "$release" "$root" >"$root.debootstrap.log" 2>&1 ||
-        { tail -20 "$root.debootstrap.log"; exit 1; }
-    git clone -q "$repo" "$root/root/compute-units"
     FRESH_MACHINE_INSIDE=1 exec unshare --mount --propagation private "$0" "$release" "$command"
 fi
-
 mount --make-rprivate /
+rm -rf "$root"
+mkdir -p "$root"
+echo "== debootstrap --variant=minbase $release"
+debootstrap --variant=minbase "$release" "$root" >"$root.debootstrap.log" 2>&1 ||
+    { tail -20 "$root.debootstrap.log"; exit 1; }
+git clone -q "$repo" "$root/root/compute-units"
+
 mount --bind "$root" "$root"
 mount -t proc proc "$root/proc"
 mount --rbind /sys "$root/sys"
