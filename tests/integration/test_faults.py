@@ -152,6 +152,11 @@ class Interactive:
 
 @pytest.fixture(scope="module")
 def svc(node: Node, svc_images: dict[str, Image]) -> Iterator[dict[str, Image]]:
+    yield from deployed(node, svc_images)
+
+
+def deployed(node: Node, svc_images: dict[str, Image]) -> Iterator[dict[str, Image]]:
+    """The service svc, applied and committed on v1; removed after (the body of each `svc` fixture)."""
     node.write_file(f"{SPEC_DIR}/svc.yaml", spec(svc_images["v1"].reference))
     result = cu(node, "apply")
     assert result.returncode == 0, result.stderr
