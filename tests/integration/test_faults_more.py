@@ -178,6 +178,11 @@ def digest_of(node: Node, name: str) -> str:
     return node.run(["podman", "image", "inspect", image, "--format", "{{.Digest}}"]).stdout.strip()
 
 
+def services(node: Node) -> dict[str, dict[str, object]]:
+    entries: dict[str, dict[str, object]] = json.loads(node.read_file(f"{STATE_DIR}/state.json"))["services"]
+    return entries
+
+
 def at_once(node: Node, *argvs: list[str]) -> list[subprocess.CompletedProcess[str]]:
     """Start each `compute-units ARGV` in the node at the same moment (a shared start file)."""
     go = "/run/cu-test-go"
@@ -206,6 +211,7 @@ def at_once(node: Node, *argvs: list[str]) -> list[subprocess.CompletedProcess[s
 def test_two_upgrades_at_the_same_moment_one_fails_naming_the_holder(
     node: Node, svc: dict[str, Image], two_services: None
 ) -> None:
+    before = services(node)
     results = at_once(
         node,
         ["upgrade", "svc", "--image", svc["v2"].reference],
@@ -224,9 +230,7 @@ def test_two_upgrades_at_the_same_moment_one_fails_naming_the_holder(
     assert lost.stderr.splitlines()[-1] == "  hint: wait for it to finish, or pass --wait SECONDS"
     assert digest_of(node, winner) == svc["v2"].digest
     assert digest_of(node, loser) == svc["v1"].digest
-    assert json.loads(node.read_file(f"{STATE_DIR}/state.json"))["services"][loser]["current"] == pinned(
-        svc["v1"]
-    )
+    assert services(node).get(loser) == before.get(loser)  # the loser left no trace (none when new)
     # with --wait, both get through, one after the other
     results = at_once(
         node,
@@ -234,11 +238,15 @@ def test_two_upgrades_at_the_same_moment_one_fails_naming_the_holder(
         ["upgrade", "other", "--image", svc["v2"].reference, "--wait", "240"],
     )
     assert [r.returncode for r in results] == [ExitCode.OK, ExitCode.OK], [r.stderr for r in results]
-    waits = [line for r in results for line in r.stderr.splitlines() if "waiting up to 240 s" in line]
-    assert len(waits) <= 1, waits
+    waits = [line for r in results for line in r.stderr.splitlines() if "waiting up to" in line]
+    assert len(waits) == 1, waits  # the second waited for the first, which it names
+    assert re.fullmatch(
+        r"compute-units: waiting up to 240 s for the upgrade lock \(pid \d+, since \d\d:\d\d:\d\d: [^)]*\)",
+        waits[0],
+    ), waits
     assert_settled_on(node, svc["v1"])
     assert digest_of(node, "other") == svc["v2"].digest
-    entries = json.loads(node.read_file(f"{STATE_DIR}/state.json"))["services"]
+    entries = services(node)
     assert (entries["other"]["phase"], entries["other"]["current"]) == ("idle", pinned(svc["v2"]))
     assert cu(node, "status", "--json").returncode == 0
 
