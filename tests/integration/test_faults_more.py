@@ -15,6 +15,7 @@ import pytest
 
 from compute_units.errors import ExitCode
 from compute_units_dev.node import Node, free_port
+from compute_units_dev.specs import svc_spec
 from tests.harness.fixtures import Image, cu
 from tests.integration.test_faults import (
     SPEC_DIR,
@@ -24,7 +25,6 @@ from tests.integration.test_faults import (
     on,
     pinned,
     running_digest,
-    spec,
     svc_state,
 )
 
@@ -85,18 +85,14 @@ def test_a_registry_that_refuses_the_connection_changes_nothing(
 
 
 # ------------------------------------------------------------------------ a hanging health check
+HANGING = ["sh", "-c", "grep -qx 2 /VERSION && exec sleep 3600; exec /usr/local/bin/healthcheck.sh"]
+
+
 def hanging_spec(reference: str) -> str:
-    """spec() whose health command hangs in image v2 (its /VERSION says 2) and passes in v1."""
-    return f"""
-image: {reference}
-command: [/usr/local/bin/service.sh]
-host_namespaces: [pid, network]
-health:
-  command: [sh, -c, "grep -qx 2 /VERSION && exec sleep 3600; exec /usr/local/bin/healthcheck.sh"]
-  interval: 30s
-  timeout: 2s
-  start_period: 3s
-"""
+    """svc_spec() whose health command hangs in image v2 (its /VERSION says 2) and passes in v1."""
+    return svc_spec(
+        reference, health=f"{{command: {json.dumps(HANGING)}, interval: 30s, timeout: 2s, start_period: 3s}}"
+    )
 
 
 @pytest.fixture
@@ -106,7 +102,7 @@ def hanging_health(node: Node, svc: dict[str, Image]) -> Iterator[None]:
     applied = cu(node, "apply")
     assert applied.returncode == 0, applied.stdout + applied.stderr
     yield
-    node.write_file(f"{SPEC_DIR}/svc.yaml", spec(svc["v1"].reference))
+    node.write_file(f"{SPEC_DIR}/svc.yaml", svc_spec(svc["v1"].reference))
     assert cu(node, "apply").returncode == 0
 
 
@@ -117,11 +113,10 @@ def test_a_hanging_health_command_is_bounded_and_rolls_back(
     result = cu(node, "upgrade", "svc", "--image", svc["v2"].reference)
     wall = time.monotonic() - started
     assert result.returncode == ExitCode.ROLLED_BACK, result.stdout + result.stderr
-    command = ["sh", "-c", "grep -qx 2 /VERSION && exec sleep 3600; exec /usr/local/bin/healthcheck.sh"]
     (error,) = error_lines(result)
     match = re.fullmatch(
         rf"compute-units: error: svc: upgrade to {re.escape(pinned(svc['v2']))} failed at health: "
-        rf"svc: health check {re.escape(str(command))} did not pass within (\d+\.\d) s "
+        rf"svc: health check {re.escape(str(HANGING))} did not pass within (\d+\.\d) s "
         rf"\(start_period 3 s \+ timeout 2 s\); rolled back to {re.escape(pinned(svc['v1']))}",
         error,
     )
@@ -164,7 +159,7 @@ def test_an_image_that_exits_at_once_rolls_back(node: Node, svc: dict[str, Image
 @pytest.fixture
 def two_services(node: Node, svc: dict[str, Image]) -> Iterator[None]:
     on(node, svc, "v1")
-    node.write_file(f"{SPEC_DIR}/other.yaml", spec(svc["v1"].reference))
+    node.write_file(f"{SPEC_DIR}/other.yaml", svc_spec(svc["v1"].reference))
     applied = cu(node, "apply")
     assert applied.returncode == 0, applied.stdout + applied.stderr
     yield
@@ -311,7 +306,7 @@ def small_store_node(registry_address: str, release: str, svc_images: dict[str, 
             f'[[registry]]\nlocation = "{registry_address}"\ninsecure = true\n',
             0o644,
         ),
-        f"{SPEC_DIR}/svc.yaml": (spec(svc_images["v1"].reference), 0o644),
+        f"{SPEC_DIR}/svc.yaml": (svc_spec(svc_images["v1"].reference), 0o644),
     }
     node = boot("diskfull", release, files=files)
     try:
