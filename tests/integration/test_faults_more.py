@@ -6,6 +6,7 @@ message, what runs, and that state.json and the units are as the outcome says.""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -182,18 +183,24 @@ def at_once(node: Node, *argvs: list[str]) -> list[subprocess.CompletedProcess[s
     """Start each `compute-units ARGV` in the node at the same moment (a shared start file)."""
     go = "/run/cu-test-go"
     node.run(["rm", "-f", go])
+    wait_then_run = f'echo ready >&2; until [ -e {go} ]; do sleep 0.01; done; exec compute-units "$@"'
     procs = [
         subprocess.Popen(
-            node.argv(
-                ["sh", "-c", f'until [ -e {go} ]; do sleep 0.01; done; exec compute-units "$@"', "sh", *argv]
-            ),
+            node.argv(["sh", "-c", wait_then_run, "sh", *argv]),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for argv in argvs
     ]
-    time.sleep(0.5)  # sleep-ok: both shells are polling for the start file
+    for proc in procs:  # each shell says so before it polls for the start file
+        assert proc.stderr is not None
+        ready = b""
+        while not ready.endswith(b"\n"):  # unbuffered: communicate() reads the rest from the fd
+            chunk = os.read(proc.stderr.fileno(), 1)
+            assert chunk, "the shell exited before it was ready"
+            ready += chunk
+        assert ready == b"ready\n", ready
     node.run(["touch", go])
     results = []
     for argv, proc in zip(argvs, procs, strict=True):
