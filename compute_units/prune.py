@@ -6,7 +6,8 @@ that runs, an upgrade in flight: target and previous, a pre-pulled target), or w
 could need it: the `from` of every upgrade or rollback in the history, and the `to` of every
 upgrade that was committed (a later upgrade's rollback returns to it). What is left is removable:
 an upgrade's target that was rolled back, images of these repositories pulled by hand, targets a
-spec no longer names. Images of other repositories are never considered (not ours to judge).
+spec no longer names. Images of other repositories are never considered (not ours to judge), nor is
+an image of ours that also carries a name of another repository.
 """
 
 from __future__ import annotations
@@ -47,7 +48,13 @@ class Decision:
 
 class ImageStore(Protocol):
     def images(self) -> list[LocalImage]: ...
-    def remove(self, image_id: str) -> None: ...
+    def remove(self, image: LocalImage) -> None: ...
+
+
+def rmi_names(image: LocalImage) -> list[str]:
+    """What `podman rmi` is given: the image's tags, else its ID (podman refuses an ID with two
+    tags unless forced, and --force would remove containers too)."""
+    return list(image.tags) or [image.id]
 
 
 def needed(services: ServiceSet, state: State, history: Sequence[dict[str, Any]]) -> dict[str, str]:
@@ -101,8 +108,11 @@ def plan(
             decisions.append(Decision(image, True, f"used by {image.containers} container(s)"))
             continue
         why = next((why for reference, why in keep.items() if _matches(image, reference)), None)
+        foreign = [n for n in (*image.tags, *image.digests) if repository_of(n) not in ours]
         if why is not None:
             decisions.append(Decision(image, True, why))
+        elif foreign:  # the same image under a name of another repository: not ours to judge
+            decisions.append(Decision(image, True, f"also named {foreign[0]}, which no service uses"))
         else:
             decisions.append(Decision(image, False, "no service runs it and no rollback could need it"))
     return decisions
@@ -138,8 +148,8 @@ class PodmanImages:
         data: list[dict[str, Any]] = json.loads(result.stdout or "[]")
         return parse_images(data)
 
-    def remove(self, image_id: str) -> None:
+    def remove(self, image: LocalImage) -> None:
         from . import runner
         from .podman import PODMAN
 
-        runner.run([PODMAN, "rmi", image_id])
+        runner.run([PODMAN, "rmi", *rmi_names(image)])

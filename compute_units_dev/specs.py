@@ -10,6 +10,25 @@ SVC_VARIANTS = {
 }
 
 
+# the service stand-in's health check takes a second: an upgrade's health step lasts long enough for
+# a test to see it in the progress output (on an idle node it came and went between two frames)
+SVC_HEALTH = (
+    '{command: [sh, -c, "sleep 1; exec /usr/local/bin/healthcheck.sh"], '
+    "interval: 30s, timeout: 3s, start_period: 3s}"
+)
+
+
+def svc_spec(reference: str, *, health: str = SVC_HEALTH, extra: str = "") -> str:
+    """The spec of the service stand-in (the svc image of SVC_VARIANTS) the integration tests deploy;
+    `health` replaces its health mapping, `extra` adds top-level keys (YAML lines)."""
+    return f"""
+image: {reference}
+command: [/usr/local/bin/service.sh]
+host_namespaces: [pid, network]
+health: {health}
+{extra}"""
+
+
 def libvirt_spec(reference: str) -> str:
     return f"""
 description: Nova libvirt (libvirtd + qemu)

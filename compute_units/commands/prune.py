@@ -25,7 +25,8 @@ def prune(specs: SpecOpt = None, dry_run: DryRunOpt = False, as_json: JsonOpt = 
     Kept: images a container uses, images a spec names, what state.json names (the running pin,
     an unfinished upgrade's target and previous image, a pre-pulled target) and every image the
     history says a rollback could return to. Removed: the rest of those repositories, e.g. the
-    target of an upgrade that was rolled back. Images of other repositories are left alone.
+    target of an upgrade that was rolled back. Images of other repositories are left alone, and so
+    is an image that also carries a name of another repository.
     Runs under the upgrade lock: never while an upgrade is pulling.
     """
     with reporting(as_json):
@@ -45,7 +46,7 @@ def run_prune(ctx: Context, images: ImageStore, *, dry_run: bool, as_json: bool)
             if decision.keep or dry_run:
                 continue
             try:
-                images.remove(decision.image.id)
+                images.remove(decision.image)
                 removed.append(decision)
             except CommandError as exc:
                 failed.append((decision, exc.message))

@@ -123,6 +123,13 @@ class NodeChecker:
                 items.append((value, item))
         return items
 
+    def string_items(self, node: yaml.Node, key: str) -> list[tuple[int, str, yaml.Node]]:
+        """string_list() with each item's own index in the list (an invalid item is skipped, and
+        the items after it keep their index: `key[3]` names the fourth item whatever came before)."""
+        items = self.string_list(node, key) or []
+        index = {id(item): i for i, item in enumerate(node.value)} if items else {}
+        return [(index[id(item)], value, item) for value, item in items]
+
     def abs_path(
         self, value: str, node: yaml.Node, key: str, *, colon_ok: bool = True
     ) -> PurePosixPath | None:

@@ -139,7 +139,7 @@ class SectionChecker(NodeChecker):
         if f is None:
             return []
         devices: list[PurePosixPath] = []
-        for index, (value, node) in enumerate(self.string_list(f.node, "devices") or []):
+        for index, value, node in self.string_items(f.node, "devices"):
             path = self.abs_path(value, node, f"devices[{index}]", colon_ok=False)
             if path is not None and path in devices:
                 self.error(node, f"devices[{index}]", f"'{value}' is listed twice")
@@ -303,17 +303,13 @@ class SectionChecker(NodeChecker):
         units: list[str] = []
         paths: list[PurePosixPath] = []
         if (sub := entries.get("kernel_modules")) is not None:
-            for index, (value, node) in enumerate(
-                self.string_list(sub.node, "preflight.kernel_modules") or []
-            ):
+            for index, value, node in self.string_items(sub.node, "preflight.kernel_modules"):
                 if not MODULE_RE.match(value):
                     self.error(node, f"preflight.kernel_modules[{index}]", f"invalid module name '{value}'")
                 else:
                     modules.append(value)
         if (sub := entries.get("host_units_inactive")) is not None:
-            for index, (value, node) in enumerate(
-                self.string_list(sub.node, "preflight.host_units_inactive") or []
-            ):
+            for index, value, node in self.string_items(sub.node, "preflight.host_units_inactive"):
                 if not UNIT_RE.match(value):
                     self.error(
                         node,
@@ -324,7 +320,7 @@ class SectionChecker(NodeChecker):
                 else:
                     units.append(value)
         if (sub := entries.get("paths")) is not None:
-            for index, (value, node) in enumerate(self.string_list(sub.node, "preflight.paths") or []):
+            for index, value, node in self.string_items(sub.node, "preflight.paths"):
                 path = self.abs_path(value, node, f"preflight.paths[{index}]")
                 if path is not None:
                     paths.append(path)
@@ -335,7 +331,7 @@ class SectionChecker(NodeChecker):
         if f is None:
             return []
         result: list[str] = []
-        for index, (value, node) in enumerate(self.string_list(f.node, "podman_args") or []):
+        for index, value, node in self.string_items(f.node, "podman_args"):
             key = f"podman_args[{index}]"
             if not value.startswith("-"):
                 self.error(

@@ -200,7 +200,7 @@ class ServiceChecker(SectionChecker, SocketChecker):
         namespaces: list[str] = []
         if f is None:
             return namespaces
-        for index, (value, node) in enumerate(self.string_list(f.node, "host_namespaces") or []):
+        for index, value, node in self.string_items(f.node, "host_namespaces"):
             if value not in NAMESPACES:
                 self.error(
                     node,
@@ -219,7 +219,7 @@ class ServiceChecker(SectionChecker, SocketChecker):
         requires_at: list[Location] = []
         if f is None:
             return requires, requires_at
-        for index, (value, node) in enumerate(self.string_list(f.node, "requires") or []):
+        for index, value, node in self.string_items(f.node, "requires"):
             if value.endswith(".service"):
                 value = value[: -len(".service")]
             if value == name:

@@ -22,6 +22,7 @@ import pytest
 
 from compute_units.errors import ExitCode
 from compute_units_dev.node import Node, reboot
+from compute_units_dev.specs import svc_spec
 from tests.harness.fixtures import Image, cu
 
 SPEC_DIR = "/etc/compute-units/services"
@@ -31,32 +32,18 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\r")
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def spec(reference: str) -> str:
-    return f"""
-image: {reference}
-command: [/usr/local/bin/service.sh]
-host_namespaces: [pid, network]
-health: {{command: [sh, -c, "sleep 1; exec /usr/local/bin/healthcheck.sh"], interval: 30s, timeout: 3s, start_period: 3s}}
-"""
-
-
 HOLD = "/var/lib/cu-test-hold/health"  # while it exists, the power node's health check fails
 
 
 def held_spec(reference: str) -> str:
-    """spec() whose health check also fails while HOLD exists on the node: an upgrade then stays in
-    its health step (the gate is 60 s) for as long as the test needs to cut the power in it."""
-    return f"""
-image: {reference}
-command: [/usr/local/bin/service.sh]
-host_namespaces: [pid, network]
-mounts: [{{source: /var/lib/cu-test-hold, target: /hold, create: true}}]
-health:
-  command: [sh, -c, "test ! -e /hold/health && exec /usr/local/bin/healthcheck.sh"]
-  interval: 30s
-  timeout: 2s
-  start_period: 60s
-"""
+    """svc_spec() whose health check also fails while HOLD exists on the node: an upgrade then stays
+    in its health step (the gate is 60 s) for as long as the test needs to cut the power in it."""
+    return svc_spec(
+        reference,
+        health='{command: [sh, -c, "test ! -e /hold/health && exec /usr/local/bin/healthcheck.sh"], '
+        "interval: 30s, timeout: 2s, start_period: 60s}",
+        extra="mounts: [{source: /var/lib/cu-test-hold, target: /hold, create: true}]\n",
+    )
 
 
 def pinned(image: Image) -> str:
@@ -152,7 +139,12 @@ class Interactive:
 
 @pytest.fixture(scope="module")
 def svc(node: Node, svc_images: dict[str, Image]) -> Iterator[dict[str, Image]]:
-    node.write_file(f"{SPEC_DIR}/svc.yaml", spec(svc_images["v1"].reference))
+    yield from deployed(node, svc_images)
+
+
+def deployed(node: Node, svc_images: dict[str, Image]) -> Iterator[dict[str, Image]]:
+    """The service svc, applied and committed on v1; removed after (the body of each `svc` fixture)."""
+    node.write_file(f"{SPEC_DIR}/svc.yaml", svc_spec(svc_images["v1"].reference))
     result = cu(node, "apply")
     assert result.returncode == 0, result.stderr
     upgraded = cu(node, "upgrade", "svc", "--image", svc_images["v1"].reference)
@@ -362,8 +354,8 @@ def test_doctor_asks_each_image_manifest_with_a_timeout(
 ) -> None:
     hole = f"{black_hole}/cu-test/svc:v2"
     missing = f"{registry_address}/cu-test/svc:no-such-tag"
-    node.write_file(f"{SPEC_DIR}/far.yaml", spec(hole))
-    node.write_file(f"{SPEC_DIR}/gone.yaml", spec(missing))
+    node.write_file(f"{SPEC_DIR}/far.yaml", svc_spec(hole))
+    node.write_file(f"{SPEC_DIR}/gone.yaml", svc_spec(missing))
     try:
         started = time.monotonic()
         result = cu(node, "doctor", "--json")

@@ -8,16 +8,9 @@ import subprocess
 
 from compute_units_dev.images import Builder, Registry
 from compute_units_dev.node import Node
-from compute_units_dev.specs import SVC_VARIANTS
+from compute_units_dev.specs import SVC_VARIANTS, svc_spec
 
 SPEC = "/etc/compute-units/services/prune-svc.yaml"
-
-
-def spec(reference: str) -> str:
-    return (
-        f"image: {reference}\ncommand: [/usr/local/bin/service.sh]\nhost_namespaces: [pid, network]\n"
-        "health: {command: [/usr/local/bin/healthcheck.sh], interval: 30s, timeout: 2s, start_period: 3s}\n"
-    )
 
 
 def cu(node: Node, *args: str) -> subprocess.CompletedProcess[str]:
@@ -34,11 +27,14 @@ def test_prune_keeps_what_a_rollback_needs_and_removes_the_rolled_back_image(
     base = builder.busybox_base()
     refs, digests = {}, {}
     for tag in ("v1", "v2", "v3"):  # a repository of its own: no other test's images are judged
-        digests[tag] = registry.push(builder.build("svc", base, SVC_VARIANTS[tag]), "cu-test/prune-svc", tag)
+        # images of their own too (/VERSION says prune-N): the same image as cu-test/svc:v3, pulled by
+        # another test, would carry both names, and prune leaves an image another repository names
+        args = {**SVC_VARIANTS[tag], "VERSION": f"prune-{tag[1:]}"}
+        digests[tag] = registry.push(builder.build("svc", base, args), "cu-test/prune-svc", tag)
         refs[tag] = registry.reference("cu-test/prune-svc", tag)
     pinned = {tag: f"{registry.address}/cu-test/prune-svc@{d}" for tag, d in digests.items()}
     node.run(["podman", "pull", "-q", refs["v1"]])
-    node.write_file(SPEC, spec(refs["v1"]))
+    node.write_file(SPEC, svc_spec(refs["v1"]))
     try:
         assert cu(node, "apply").returncode == 0
         assert cu(node, "upgrade", "prune-svc", "--image", refs["v2"]).returncode == 0

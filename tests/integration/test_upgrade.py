@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from compute_units_dev.node import NODE_EXTRAS, REPO, Node, cgroup_layout
+from compute_units_dev.specs import svc_spec
 from tests.harness.fixtures import Image, cu
 
 PODMAN_MAJOR = {"bookworm": "4.", "trixie": "5."}
@@ -18,13 +19,8 @@ STEPS = ("pull", "preflight", "record", "pin", "stop-container", "restart", "hea
 
 
 def spec(reference: str) -> str:
-    return f"""
-image: {reference}
-command: [/usr/local/bin/service.sh]
-host_namespaces: [pid, network]
-health: {{command: [/usr/local/bin/healthcheck.sh], interval: 30s, timeout: 2s, start_period: 3s}}
-preflight: {{paths: [/dev/kvm]}}
-"""
+    """The service stand-in with a preflight path (doctor reports it)."""
+    return svc_spec(reference, extra="preflight: {paths: [/dev/kvm]}\n")
 
 
 @pytest.fixture(scope="module")

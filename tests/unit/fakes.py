@@ -408,8 +408,8 @@ class FakeImages:
     def images(self) -> list[Any]:
         return list(self.store)
 
-    def remove(self, image_id: str) -> None:
-        if image_id in self.fail:
-            raise CommandError(["podman", "rmi", image_id], 2, "", self.fail[image_id])
-        self.removed.append(image_id)
-        self.store = [i for i in self.store if i.id != image_id]
+    def remove(self, image: Any) -> None:
+        if image.id in self.fail:
+            raise CommandError(["podman", "rmi", image.id], 2, "", self.fail[image.id])
+        self.removed.append(image.id)
+        self.store = [i for i in self.store if i.id != image.id]

@@ -251,4 +251,15 @@ PODMAN_ARGS_AND_LIMIT_CASES: list[tuple[str, dict[str, str], list[str]]] = [
             "compute-units: 1 error(s); nothing was written.",
         ],
     ),
+    (
+        "podman-args-index-after-a-bad-item",  # the items after an invalid one keep their own index
+        {"svc.yaml": IMG + 'podman_args: ["--ulimit=a\\nExecStartPre=/bin/true", "; touch /x"]\n'},
+        [
+            "{dir}/svc.yaml:2:15: podman_args[0]: value contains a newline",
+            "    hint: unit files cannot carry it; remove it",
+            "{dir}/svc.yaml:2:53: podman_args[1]: '; touch /x' is not an option",
+            "    hint: give each option with its value in one item (--ulimit=nofile=4096); the container's argv goes in command:",
+            "compute-units: 2 error(s); nothing was written.",
+        ],
+    ),
 ]

@@ -11,7 +11,7 @@ import pytest
 
 from compute_units.commands.common import make_context
 from compute_units.commands.prune import PruneFailed, run_prune
-from compute_units.prune import LocalImage, parse_images, plan
+from compute_units.prune import LocalImage, parse_images, plan, rmi_names
 from compute_units.state import Store
 from compute_units.upgrade import RolledBack
 from tests.unit.fakes import FakeImages, FakeStore, FakeWorld
@@ -146,3 +146,23 @@ def test_podman_images_json() -> None:
         LocalImage("a1", ("r/x:1",), ("r/x@sha256:1",), 2, 10),
         LocalImage("b2", (), ("r/x@sha256:2",), 0, 20),
     ]
+
+
+def test_an_image_of_ours_that_another_repository_also_names_stays(world: FakeWorld) -> None:
+    """The same image pulled as the rolled-back target and under another repository's name (a
+    mirror, a `podman tag`): removing it would remove the other name's image too."""
+    store = upgraded_then_rolled_back(world)
+    both = LocalImage(D3, (f"{REG}:v3", "mirror.example/svc:v3"), (f"{REG}@{D3}",), 0, 1)
+    images = [i for i in FakeImages(world, REG).images() if i.id != D3] + [both]
+    decisions = {
+        d.image.id: (d.keep, d.reason) for d in plan(images, service(), store.load(), store.history())
+    }
+    assert decisions[D3] == (True, "also named mirror.example/svc:v3, which no service uses")
+    assert decisions[D4] == (False, "no service runs it and no rollback could need it")
+
+
+def test_podman_rmi_gets_every_tag_of_an_image_or_its_id() -> None:
+    two_tags = LocalImage("a1", ("r/x:3", "r/x:latest"), ("r/x@sha256:1",), 0, 10)
+    untagged = LocalImage("b2", (), ("r/x@sha256:2",), 0, 20)
+    assert rmi_names(two_tags) == ["r/x:3", "r/x:latest"]  # `podman rmi a1` refuses two tags
+    assert rmi_names(untagged) == ["b2"]
