@@ -528,7 +528,9 @@ class Upgrader:
         entry = state.get(service.name)
         if entry.phase == "rolling-back":
             self._tell(f"{service.name}: finishing an interrupted rollback")
-            self._finish_recorded_rollback(service, state, "upgrade", "interrupted earlier")
+            self._finish_recorded_rollback(
+                service, state, "upgrade", "finishing a rollback interrupted earlier"
+            )
             return self.fx.store.load()
         boot = self.fx.host.boot_id()
         if entry.unfinished and entry.boot_id and boot and entry.boot_id != boot:
@@ -554,6 +556,7 @@ class Upgrader:
         entry = state.get(service.name)
         report = self._new_report(service, kind)
         report.source, report.target, report.reason = entry.target, entry.previous, reason
+        report.note = reason  # shown as the report's "target:" line
         stored = entry.vms_before
         report.vm_before = VmSnapshot.from_dict(stored) if stored is not None else None
         self._finish_rollback(service, state, report, "rolled-back")

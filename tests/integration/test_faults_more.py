@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from tests.harness.fixtures import Image, cu
 from tests.integration.test_faults import (
     SPEC_DIR,
     STATE_DIR,
+    Interactive,
     assert_settled_on,
     deployed,
     on,
@@ -348,3 +350,53 @@ def test_full_container_storage_during_the_pull_changes_nothing(
     again = cu(node, "upgrade", "svc", "--image", images["v2"].reference)
     assert again.returncode == 0, again.stdout + again.stderr
     assert_settled_on(node, images["v2"])
+
+
+# ------------------------------------------------------- another image during an unfinished upgrade
+def killed_during_health(node: Node, svc: dict[str, Image]) -> None:
+    """An upgrade to v2 whose CLI is killed (-9) in the health step: v2 runs, state.json says
+    'restarted', nothing finished it."""
+    on(node, svc, "v1")
+    run = Interactive(node, ["compute-units", "upgrade", "svc", "--image", svc["v2"].reference])
+    run.wait_for("svc: health")
+    run.send(signal.SIGKILL)
+    run.finish()
+    assert (svc_state(node)["phase"], svc_state(node)["target"]) == ("restarted", pinned(svc["v2"]))
+
+
+def test_rollback_during_an_unfinished_upgrade_rolls_that_upgrade_back(
+    node: Node, svc: dict[str, Image]
+) -> None:
+    killed_during_health(node, svc)
+    result = cu(node, "rollback", "svc")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[0] == f"svc: rolled-back {pinned(svc['v2'])} -> {pinned(svc['v1'])}"
+    assert result.stdout.splitlines()[1] == (
+        f"    target: `rollback` during the unfinished upgrade to {pinned(svc['v2'])}"
+    )
+    assert_settled_on(node, svc["v1"])
+    last = json.loads(cu(node, "history", "svc", "--json").stdout)[-1]
+    assert (last["kind"], last["result"], last["to"], last["undoes"]) == (
+        "rollback",
+        "rolled-back",
+        pinned(svc["v1"]),
+        None,
+    )
+
+
+def test_another_image_during_an_unfinished_upgrade_rolls_that_back_first(
+    node: Node, svc: dict[str, Image]
+) -> None:
+    killed_during_health(node, svc)
+    result = cu(node, "upgrade", "svc", "--image", svc["v1"].reference, "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    reports = json.loads(result.stdout)["services"]
+    assert [(r["kind"], r["result"], r["from"], r["to"]) for r in reports] == [
+        ("rollback", "rolled-back", pinned(svc["v2"]), pinned(svc["v1"])),
+        ("upgrade", "unchanged", pinned(svc["v1"]), pinned(svc["v1"])),
+    ]
+    assert (
+        reports[0]["reason"]
+        == f"--image {svc['v1'].reference} during the unfinished upgrade to {pinned(svc['v2'])}"
+    )
+    assert_settled_on(node, svc["v1"])

@@ -521,7 +521,7 @@ def test_a_rollback_during_an_unfinished_upgrade_rolls_that_upgrade_back(world: 
     report = up.upgrade(svc(services), "ignored: the unfinished upgrade is what is undone", kind="rollback")
     assert len(up.reports) == 1
     assert (report.kind, report.result, report.target, report.undoes) == ("rollback", "rolled-back", V1, None)
-    assert report.reason == f"`rollback` during the unfinished upgrade to {V2}"
+    assert report.reason == report.note == f"`rollback` during the unfinished upgrade to {V2}"
     assert world.running["svc.service"] == V1
     assert (store.load().get("svc").phase, store.load().get("svc").current) == ("idle", V1)
     assert store.entries[-1]["kind"] == "rollback"
