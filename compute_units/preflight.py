@@ -8,7 +8,7 @@ from . import vms
 from .effects import Effects
 from .errors import ComputeUnitsError, ExitCode
 from .host import in_cgroup
-from .model import Service
+from .model import Service, ServiceSet
 from .vms import NO_CONTROLLERS, VmSnapshot
 
 SIGKILL = 9
@@ -18,8 +18,15 @@ class PreflightRefused(ComputeUnitsError):
     exit_code = ExitCode.NOT_READY
 
 
-def check(fx: Effects, service: Service) -> VmSnapshot:
-    """What must hold before a restart; the guests' snapshot (empty unless keeps_vms)."""
+def vm_holder(services: ServiceSet, service: Service) -> Service | None:
+    """The service whose guests a restart of `service` puts at risk: itself when it keeps VMs, or
+    else a dependent restarted with it that does (nova-virtqemud when nova-virtlogd is upgraded)."""
+    return next((s for s in [service, *services.dependents(service.name)] if s.keeps_vms), None)
+
+
+def check(fx: Effects, service: Service, holder: Service | None) -> VmSnapshot:
+    """What must hold before a restart; the guests' snapshot, taken in `holder` (vm_holder), or
+    empty when no restarted service keeps VMs."""
     problems = []
     for module in service.preflight.kernel_modules:
         if not fx.host.module_available(module):
@@ -32,9 +39,9 @@ def check(fx: Effects, service: Service) -> VmSnapshot:
         if not fx.host.exists(str(path)):
             problems.append(f"{path} does not exist")
     snapshot = VmSnapshot()
-    if service.keeps_vms:
-        problems += _vm_safety(fx, service)
-        snapshot = vms.snapshot(fx, service)
+    if holder is not None:
+        problems += _vm_safety(fx, holder)
+        snapshot = vms.snapshot(fx, holder)
     if problems:
         raise PreflightRefused(
             f"{service.name}: refusing to restart: " + "; ".join(problems) + "; nothing was changed"

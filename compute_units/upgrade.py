@@ -377,7 +377,7 @@ class Upgrader:
         return self.fx.podman.running_reference(service.unit)
 
     def preflight(self, service: Service) -> VmSnapshot:
-        return preflight.check(self.fx, service)
+        return preflight.check(self.fx, service, preflight.vm_holder(self.services, service))
 
     def _refuse_disruptive(self, service: Service, report: Report) -> None:
         def running(unit: str) -> bool:
@@ -478,9 +478,10 @@ class Upgrader:
             self.fx.clock.sleep(min(HEALTH_POLL_S, budget - elapsed))  # sleep-ok: podman has no health event
 
     def post_check(self, service: Service, before: VmSnapshot | None) -> tuple[VmSnapshot, list[str]]:
-        if not service.keeps_vms or before is None:
+        holder = preflight.vm_holder(self.services, service)
+        if holder is None or before is None:
             return VmSnapshot(), []
-        after = vms.snapshot(self.fx, service)
+        after = vms.snapshot(self.fx, holder)
         return after, vms.compare(self.fx, before, after)
 
     # ------------------------------------------------------------------ rollback and recovery

@@ -210,7 +210,10 @@ def test_virtlogd_reexec_keeps_the_console_log_an_upgrade_ends_it(
     assert result.returncode == 0, result.stdout + result.stderr
     (entry,) = json.loads(result.stdout)["services"]
     assert entry["result"] == "upgraded"
-    assert entry["vm_before"]["qemu"] == []  # no keeps_vms on virtlogd: the VM check looks at nothing
+    # virtqemud (keeps_vms) restarts with virtlogd: the guests are checked in it, before and after
+    assert [p["pid"] for p in entry["vm_before"]["qemu"]] == [qemu]
+    assert entry["vm_before"]["guests"] == entry["vm_after"]["guests"] == {"tiny": "running"}
+    assert entry["vm_check"] == []
     print(
         f"upgrade nova-virtlogd v1->v2: {len(poller.samples)} QMP samples, {[(s['name'], s['ms']) for s in entry['steps']]}"
     )

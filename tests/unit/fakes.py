@@ -229,6 +229,7 @@ class FakePodman:
         return reference.rsplit("@", 1)[-1] not in self.world.bad_digests
 
     def exec(self, container: str, argv: Sequence[str], *, timeout: float) -> Result:
+        self.world.log.append(f"exec {container} {' '.join(argv)}")
         rows = "".join(
             f" {i}    {n}   {s}\n" for i, (n, s) in enumerate(sorted(self.world.guests.items()), 1)
         )

@@ -525,3 +525,33 @@ def test_a_rollback_during_an_unfinished_upgrade_rolls_that_upgrade_back(world: 
     assert world.running["svc.service"] == V1
     assert (store.load().get("svc").phase, store.load().get("svc").current) == ("idle", V1)
     assert store.entries[-1]["kind"] == "rollback"
+
+
+def virtlogd_and_virtqemud(world: FakeWorld) -> ServiceSet:
+    """nova-virtlogd and nova-virtqemud (requires it, keeps_vms), both running v1."""
+    parsed = []
+    for name, extra in (
+        ("nova-virtlogd", ""),
+        ("nova-virtqemud", "requires: [nova-virtlogd]\nkeeps_vms: true\n"),
+    ):
+        text = f"image: {REG}:v1\nhost_namespaces: [pid, network, cgroup]\nmounts: [/sys/fs/cgroup:/sys/fs/cgroup]\n{extra}"
+        one, problems = spec.parse_text(text, Path(f"/specs/{name}.yaml"))
+        assert one is not None, problems
+        parsed.append(one)
+        world.running[f"{name}.service"] = V1
+    return ServiceSet(tuple(parsed))
+
+
+def test_upgrading_what_a_vm_keeper_requires_checks_the_guests_in_the_keeper(world: FakeWorld) -> None:
+    """nova-virtlogd's restart restarts nova-virtqemud: its guests are snapshotted and compared."""
+    store, services = FakeStore(world), virtlogd_and_virtqemud(world)
+    world.qemu = [Process(77, "qemu-system-x86", "/machine.slice/m.scope", 5)]
+    world.guests = {"tiny": "running"}
+    world.guests_after_restart = {"tiny": "paused"}
+    virtlogd = services.services[0]
+    with pytest.raises(RolledBack) as failed:
+        engine(world, store, services).upgrade(virtlogd, f"{REG}:v2")
+    assert "nova-virtlogd: upgrade to" in failed.value.message
+    assert "failed at post-check: guest tiny is paused (was running)" in failed.value.message
+    assert store.entries[-1]["vm_check"] == ["guest tiny is paused (was running)"]
+    assert ("exec", "nova-virtqemud") in [tuple(line.split()[:2]) for line in world.log]
