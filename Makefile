@@ -11,11 +11,13 @@ VENV ?= build/venv
 PY = $(CURDIR)/$(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # found missing by running `make demo && make test` on a fresh Debian 13 (compute_units_dev/fresh-machine.sh):
-# iproute2 (`ip netns` of the fleet and socket tests), openssh-client (Ansible's ssh connection);
+# iproute2 (`ip netns` of the fleet and socket tests), openssh-client (Ansible's ssh connection),
+# groff-base and man-db (the man page tests render it);
 # the RPM build needs setuptools in the venv (pyproject's test extra: Python 3.12+ venvs have none)
 APT_PACKAGES = podman crun conmon uidmap systemd-container dbus debootstrap busybox-static \
 	docker-registry libsystemd-dev pkg-config gcc python3-dev python3-venv rpm rpmlint curl \
-	python3-jinja2 python3-yaml python3-typer python3-rich python3-pystemd iproute2 openssh-client
+	python3-jinja2 python3-yaml python3-typer python3-rich python3-pystemd iproute2 openssh-client \
+	groff-base man-db
 PYTEST_ARGS ?=
 
 .PHONY: deps apt pip lint test unit integration packaging fuzz demo bench rpm clean

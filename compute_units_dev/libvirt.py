@@ -124,6 +124,13 @@ class Guest:
         self.virsh("destroy", self.name)
 
 
+def clear_run_libvirt(node: Node) -> None:
+    """Remove what earlier tests' libvirt daemons left in the node's /run/libvirt, while none runs:
+    a libvirt client picks its daemon by the sockets that exist (virtqemud-sock before
+    libvirt-sock), and systemd leaves a stopped socket unit's file in place."""
+    node.run(["sh", "-c", "rm -rf /run/libvirt/*"])
+
+
 def start_guest(node: Node, container: str, name: str = "tiny") -> Guest:
     lib = node.directory / "libvirt-lib"  # the node's /var/lib/libvirt, a plain host directory
     (lib / "images").mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from compute_units_dev.libvirt import (
     Guest,
     LibvirtImages,
     QmpPoller,
+    clear_run_libvirt,
     modular_images,
     reset_guest,
     start_guest,
@@ -41,6 +42,7 @@ def modular(builder: Builder, registry: Registry) -> LibvirtImages:
 
 @pytest.fixture(scope="module")
 def deployed(node: Node, modular: LibvirtImages) -> Iterator[Guest]:
+    clear_run_libvirt(node)
     node.write_file("/etc/compute-units/services/nova-virtlogd.yaml", virtlogd_spec(modular.references["v1"]))
     node.write_file(
         "/etc/compute-units/services/nova-virtqemud.yaml", virtqemud_spec(modular.references["v1"])
@@ -55,6 +57,7 @@ def deployed(node: Node, modular: LibvirtImages) -> Iterator[Guest]:
     assert cu(node, "generate").returncode in (0, 2)
     node.systemctl("daemon-reload")
     node.systemctl("reset-failed", check=False)
+    clear_run_libvirt(node)
 
 
 def container_id(node: Node, name: str) -> str:

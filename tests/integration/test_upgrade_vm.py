@@ -14,7 +14,14 @@ import pytest
 
 from compute_units.host import systemd_cgroup
 from compute_units_dev.images import Builder, Registry
-from compute_units_dev.libvirt import Guest, LibvirtImages, QmpPoller, libvirt_images, start_guest
+from compute_units_dev.libvirt import (
+    Guest,
+    LibvirtImages,
+    QmpPoller,
+    clear_run_libvirt,
+    libvirt_images,
+    start_guest,
+)
 from compute_units_dev.node import Node
 from compute_units_dev.specs import compute_spec, libvirt_spec
 from tests.harness.fixtures import Image, cu
@@ -27,6 +34,7 @@ def libvirt(builder: Builder, registry: Registry) -> LibvirtImages:
 
 @pytest.fixture(scope="module")
 def deployed(node: Node, libvirt: LibvirtImages, svc_images: dict[str, Image]) -> Iterator[Guest]:
+    clear_run_libvirt(node)
     node.write_file("/etc/compute-units/services/nova-libvirt.yaml", libvirt_spec(libvirt.references["v1"]))
     node.write_file("/etc/compute-units/services/nova-compute.yaml", compute_spec(svc_images["v1"].reference))
     applied = cu(node, "apply")
@@ -39,6 +47,7 @@ def deployed(node: Node, libvirt: LibvirtImages, svc_images: dict[str, Image]) -
     assert cu(node, "generate").returncode in (0, 2)
     node.systemctl("daemon-reload")
     node.systemctl("reset-failed", check=False)
+    clear_run_libvirt(node)
 
 
 def running_digest(node: Node, name: str) -> str:
