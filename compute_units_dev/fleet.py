@@ -188,7 +188,6 @@ FLEET_MASKED = [
     "systemd-ask-password-console.path",
     "systemd-ask-password-wall.path",
     "systemd-tmpfiles-clean.timer",
-    "podman-auto-update.service",
 ]
 
 
