@@ -459,7 +459,17 @@ def _wait_running(node: Node, timeout: float, expect: str) -> None:
     state = node.run(["systemctl", "is-system-running", "--wait"], check=False, timeout=timeout)
     if state.stdout.strip() != expect:
         failed = node.run(["systemctl", "--failed", "--no-legend"], check=False).stdout
-        raise NodeError(f"node state {state.stdout.strip()!r}; failed units:\n{failed}")
+        # the failed units' own words: the node is shut down after this, its journal with it
+        logs = node.run(
+            [
+                "sh",
+                "-c",
+                "for u in $(systemctl --failed --no-legend --plain | cut -d' ' -f1); do "
+                'journalctl -b -u "$u" -n 15 --no-pager; done',
+            ],
+            check=False,
+        ).stdout
+        raise NodeError(f"node state {state.stdout.strip()!r}; failed units:\n{failed}{logs}")
 
 
 def _is_socket(path: Path) -> bool:

@@ -8,9 +8,11 @@ import os
 import shlex
 import time
 
+import pytest
+
 from compute_units_dev.hostcheck import Canaries, HostSnapshot
 from compute_units_dev.images import BUILD_PODMAN, Builder
-from compute_units_dev.node import Node, boot
+from compute_units_dev.node import Node, NodeError, boot
 
 # what each release's node is: systemd, podman and the cgroup layout its hosts run
 EXPECTED = {
@@ -87,3 +89,26 @@ def boot_twice(release: str) -> None:
     finally:
         again.shutdown()
     assert before.differences(HostSnapshot.take()) == []
+
+
+FAILING_UNIT = """[Unit]
+Description=fails at boot
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c "echo cu-fail-says-why >&2; exit 3"
+"""
+
+
+def test_a_node_that_boots_degraded_names_the_failed_unit_and_what_it_said(release: str) -> None:
+    """The node is shut down after a failed boot, its journal with it: the error keeps the words."""
+    files = {
+        "/etc/systemd/system/cu-fail.service": (FAILING_UNIT, 0o644),
+        "/etc/systemd/system/sandbox.target.d/fail.conf": ("[Unit]\nWants=cu-fail.service\n", 0o644),
+    }
+    with pytest.raises(NodeError) as failed:
+        boot("degraded", release, files=files)
+    message = str(failed.value)
+    assert message.startswith("node state 'degraded'; failed units:\n"), message
+    assert "cu-fail.service" in message.splitlines()[1]
+    assert "cu-fail-says-why" in message
+    assert "status=3/NOTIMPLEMENTED" in message
