@@ -251,7 +251,7 @@ class Store:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             if not _flock(fd, 0.0):
-                holder = describe_holder(os.pread(fd, 512, 0))
+                holder = read_holder(fd)
                 if wait <= 0:
                     raise LockBusy(
                         f"another upgrade is running on this host ({holder}); lock {path}",
@@ -259,7 +259,7 @@ class Store:
                     )
                 on_wait(holder)
                 if not _flock(fd, wait):
-                    holder = describe_holder(os.pread(fd, 512, 0))
+                    holder = read_holder(fd)
                     raise LockBusy(
                         f"another upgrade is still running after {wait:g} s ({holder}); lock {path}",
                         hint="wait for it to finish, or pass a longer --wait",
@@ -282,18 +282,35 @@ class UpgradeLock:
         self.fd = fd
 
     def tell(self, activity: str) -> None:
-        text = f"{os.getpid()} {time.strftime('%H:%M:%S')} {activity}\n"[:500].encode()
+        line = f"{os.getpid()} {time.strftime('%H:%M:%S')} {activity}".replace("\n", " ")
+        text = line.encode()[:499] + b"\n"
         try:
-            os.ftruncate(self.fd, 0)
+            # write, then cut: a waiter never reads an empty file, and its first line is whole
             os.pwrite(self.fd, text, 0)
+            os.ftruncate(self.fd, len(text))
         except OSError:
             pass  # a full disk must not stop the upgrade: waiters then see less
 
 
+# A holder writes who it is right after taking the lock; a waiter that reads in between sees nothing
+HOLDER_GRACE = 0.5
+UNKNOWN_HOLDER = "holder unknown"
+
+
+def read_holder(fd: int) -> str:
+    """Who holds the lock, giving a holder that has just taken it HOLDER_GRACE seconds to say so."""
+    deadline = time.monotonic() + HOLDER_GRACE
+    while True:
+        holder = describe_holder(os.pread(fd, 512, 0))
+        if holder != UNKNOWN_HOLDER or time.monotonic() >= deadline:
+            return holder
+        time.sleep(0.02)  # no event to wait on: flock(2) tells nobody when a holder writes
+
+
 def describe_holder(raw: bytes) -> str:
-    parts = raw.decode(errors="replace").strip().split(" ", 2)
+    parts = raw.decode(errors="replace").split("\n", 1)[0].strip().split(" ", 2)
     if not parts or not parts[0].isdigit():
-        return "holder unknown"
+        return UNKNOWN_HOLDER
     if len(parts) < 3:
         return f"pid {parts[0]}"
     return f"pid {parts[0]}, since {parts[1]}: {parts[2]}"

@@ -4,14 +4,19 @@ the key, never tracebacks; fuzzed contents never raise anything else."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import os
+import re
+import time
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compute_units.state import ServiceState, State, StateError, Store
+from compute_units import state
+from compute_units.state import LockBusy, ServiceState, State, StateError, Store, describe_holder
 
 REF = "127.0.0.1:5000/cu/svc:v1@sha256:" + "1" * 64
 
@@ -110,3 +115,72 @@ def test_fuzzed_history_never_raises(tmp_path: Path, lines: list[bytes]) -> None
     store = Store(tmp_path)
     entries = store.history()
     assert all(isinstance(e, dict) for e in entries)
+
+
+# ------------------------------------------------------------------ the upgrade lock's holder
+def hold_lock(tmp_path: Path) -> int:
+    """Take the upgrade lock as another process would, without saying who we are (yet)."""
+    fd = os.open(tmp_path / "upgrade.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def test_a_waiter_names_a_holder_that_writes_who_it_is_just_after_taking_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holder = hold_lock(tmp_path)
+    slept: list[float] = []
+
+    def holder_speaks(seconds: float) -> None:  # the holder writes while the waiter waits
+        slept.append(seconds)
+        os.pwrite(holder, b"4242 10:00:00 upgrading svc: restart\n", 0)
+
+    monkeypatch.setattr(time, "sleep", holder_speaks)
+    with pytest.raises(LockBusy) as busy, Store(tmp_path).lock(0.0):
+        pass
+    assert str(busy.value) == (
+        "another upgrade is running on this host (pid 4242, since 10:00:00: upgrading svc: restart); "
+        f"lock {tmp_path}/upgrade.lock"
+    )
+    assert slept == [0.02]
+    os.close(holder)
+
+
+def test_a_holder_that_never_says_who_it_is_is_unknown_after_the_grace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holder = hold_lock(tmp_path)
+    monkeypatch.setattr(state, "HOLDER_GRACE", 0.0)
+    with pytest.raises(LockBusy) as busy, Store(tmp_path).lock(0.0):
+        pass
+    assert (
+        str(busy.value)
+        == f"another upgrade is running on this host (holder unknown); lock {tmp_path}/upgrade.lock"
+    )
+    os.close(holder)
+
+
+def test_the_lock_tells_waiters_its_pid_and_step_and_a_shorter_step_replaces_a_longer(
+    tmp_path: Path,
+) -> None:
+    with Store(tmp_path).lock(0.0) as lock:
+        lock.tell("upgrading a-service-with-a-long-name: pull")
+        lock.tell("x")
+        raw = (tmp_path / "upgrade.lock").read_bytes()
+        assert raw.endswith(b" x\n") and raw.count(b"\n") == 1
+        assert re.fullmatch(rf"pid {os.getpid()}, since \d\d:\d\d:\d\d: x", describe_holder(raw))
+    assert (tmp_path / "upgrade.lock").read_bytes() == b""  # released: no stale holder
+
+
+@pytest.mark.parametrize(
+    ("raw", "described"),
+    [
+        (b"", "holder unknown"),
+        (b"garbage\n", "holder unknown"),
+        (b"17\n", "pid 17"),
+        (b"17 10:00:00 x\n0 01:02:03 a longer tail being cut", "pid 17, since 10:00:00: x"),
+        (b"\xff\xfe", "holder unknown"),
+    ],
+)
+def test_describe_holder_reads_only_the_first_whole_line(raw: bytes, described: str) -> None:
+    assert describe_holder(raw) == described
