@@ -23,16 +23,38 @@ MODULE_MARKERS = {
     "integration/test_fleet.py": ("vm", "fleet"),  # ~20 nodes, 3 of them with KVM guests
 }
 
+# Node tests that exist on some releases only: their other releases are not collected (deselected,
+# not skipped: there is nothing to test there).
+MODULE_RELEASES = {
+    "integration/test_quadlet.py": ("trixie",),  # Quadlet needs podman >= 4.4; bookworm has 4.3
+}
+
+
+def relative_path(path: Path) -> str:
+    return path.resolve().relative_to(TESTS).as_posix()
+
 
 def markers_for(path: Path) -> tuple[str, ...]:
-    relative = path.resolve().relative_to(TESTS)
-    directory = relative.parts[0]
+    relative = relative_path(path)
+    directory = relative.split("/", 1)[0]
     if directory not in DIRECTORY_MARKERS:
         raise pytest.UsageError(f"tests/{directory}: no markers declared in tests/conftest.py")
-    return DIRECTORY_MARKERS[directory] + MODULE_MARKERS.get(relative.as_posix(), ())
+    return DIRECTORY_MARKERS[directory] + MODULE_MARKERS.get(relative, ())
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def applies(item: pytest.Item) -> bool:
+    """False for a node test parametrised with a release its module does not exist on."""
+    only = MODULE_RELEASES.get(relative_path(item.path))
+    callspec = getattr(item, "callspec", None)
+    release = callspec.params.get("release") if callspec is not None else None
+    return only is None or release is None or release in only
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         for name in markers_for(item.path):
             item.add_marker(getattr(pytest.mark, name))
+    dropped = [item for item in items if not applies(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if applies(item)]

@@ -32,11 +32,6 @@ SECRET_FILES = ("keystone_admin_token", "nova_db_password", "rabbit_password", "
 Option = tuple[str, str | None]
 
 
-def needs_quadlet(release: str) -> None:
-    if release == "bookworm":
-        pytest.skip("bookworm's podman 4.3 has no Quadlet (podman >= 4.4)")
-
-
 def unit_path(unit: str) -> str:
     """The unit's D-Bus object path (systemd's bus_label_escape)."""
     label = "".join(c if c.isalnum() else f"_{ord(c):02x}" for c in unit)
@@ -129,8 +124,8 @@ STOP_TIMEOUTS = {"nova-compute": 30, "nova-libvirt": 10, "nova-network": 30}
 
 
 @pytest.fixture
-def quadlet_node(node: Node, release: str) -> Iterator[Node]:
-    needs_quadlet(release)
+def quadlet_node(node: Node) -> Iterator[Node]:
+    """The node with the examples' secret files (trixie only: tests/conftest.py MODULE_RELEASES)."""
     # the examples' secret files (other tests write some of them: those are left as they are)
     missing = [
         f"{SECRETS}/{n}"
