@@ -528,9 +528,9 @@ class Upgrader:
         state = self.fx.store.load()
         entry = state.get(service.name)
         if entry.phase == "rolling-back":
-            self._tell(f"{service.name}: finishing an interrupted rollback")
+            self._tell(f"{service.name}: finishing a rollback left unfinished earlier")
             self._finish_recorded_rollback(
-                service, state, "upgrade", "finishing a rollback interrupted earlier"
+                service, state, "upgrade", "finishing a rollback left unfinished earlier"
             )
             return self.fx.store.load()
         boot = self.fx.host.boot_id()

@@ -5,6 +5,7 @@ pinned service. Each asserts the exit code, the exact message, what runs, state.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -89,16 +90,28 @@ def test_a_rollback_that_fails_too_is_loud_and_the_next_upgrade_finishes_it(
         "fix": "compute-units upgrade svc (resumes, then commits or rolls back)",
         "fixed": False,
     }
-    last = json.loads(node.read_file(f"{STATE_DIR}/history.jsonl").splitlines()[-1])
-    assert last["result"] == "failed" and "; rollback also failed: " in last["reason"], last
+    history = node.read_file(f"{STATE_DIR}/history.jsonl").splitlines()
+    last = json.loads(history[-1])
+    assert (last["kind"], last["result"], last["to"]) == ("upgrade", "failed", v2), last
+    assert "; rollback also failed: " in last["reason"], last
     # the cause is fixed: the next upgrade of the service finishes the rollback, then has nothing to do
     node.run(["rm", "-f", held])
     finished = cu(node, "upgrade", "svc")
     assert finished.returncode == ExitCode.OK, finished.stdout + finished.stderr
-    assert "svc: finishing an interrupted rollback" in finished.stdout + finished.stderr
+    assert re.fullmatch(
+        rf"svc: rolled-back {re.escape(v2)} -> {re.escape(v1)}\n"
+        r"    target: finishing a rollback left unfinished earlier\n"
+        r"    steps: rollback \d+ ms\n"
+        rf"svc: unchanged {re.escape(v1)} -> {re.escape(v1)}\n"
+        r"    target: the spec's image\n"
+        r"    steps: pull \d+ ms, pin \d+ ms\n",
+        finished.stdout,
+    ), finished.stdout
     assert_settled_on(node, svc["v1"])
-    last = json.loads(node.read_file(f"{STATE_DIR}/history.jsonl").splitlines()[-1])
-    assert last["result"] in ("unchanged", "rolled-back"), last
+    (entry,) = [
+        json.loads(line) for line in node.read_file(f"{STATE_DIR}/history.jsonl").splitlines()[len(history) :]
+    ]
+    assert (entry["result"], entry["from"], entry["to"]) == ("rolled-back", v2, v1), entry
 
 
 def test_apply_refuses_a_spec_image_edit_of_a_pinned_service_and_upgrade_takes_it(
