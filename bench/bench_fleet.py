@@ -10,6 +10,12 @@ the collection's nsenter connection):
 3. pre-pull against pulling inside the serial phase: batch size 5 again with
    `compute_units_prepull=false` (each node's upgrade pulls in its batch).
 
+Each playbook run also counts the CPU time it cost: the controller's (ansible-playbook, its
+workers, and what they run through nsenter, all waited for: RUSAGE_CHILDREN) plus every node's
+and the registry node's cgroup (the units' podman, conmon, containers, health checks). That total
+divided by the machine's cores is the shortest wall time the run could take here, whatever the
+orchestration: how far a batch is from batches x W because the machine is saturated.
+
 Every run upgrades every node to an image none of them has (the previous target is removed from
 every store first): the stand-in service plus PAD_MB of incompressible data (--pad-mb), so a pull
 costs what a layer of that size costs here. Each node runs two services from that image
@@ -22,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -64,10 +72,32 @@ def phases(report: dict[str, Any]) -> tuple[float, float, int]:
     return prepare, sum(p["seconds"] for p in serial), len(serial)
 
 
+def cgroup_cpu_s(cgroups: list[Path]) -> float:
+    """CPU seconds a node's processes used, from its cgroup: cpuacct (v1) or cpu.stat (cgroup2)."""
+    for directory in cgroups:
+        usage = directory / "cpuacct.usage"
+        if usage.exists():
+            return int(usage.read_text()) / 1e9
+    for directory in cgroups:
+        stat = directory / "cpu.stat"
+        if stat.exists():
+            fields = dict(line.split() for line in stat.read_text().splitlines())
+            return int(fields["usage_usec"]) / 1e6
+    raise SystemExit(f"no CPU accounting in any of {[str(d) for d in cgroups]}")
+
+
+def cpu_counters(fleet: Fleet) -> tuple[float, float]:
+    """(controller, nodes) CPU seconds so far."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    nodes = [fleet.registry_node, *(n.node for n in fleet.nodes)]
+    return children.ru_utime + children.ru_stime, sum(cgroup_cpu_s(n.cgroups) for n in nodes)
+
+
 def run(
     fleet: Fleet, directory: Path, serial: int, *extra: str, variables: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     inventory = fleet.inventory(directory / "inventory.ini")
+    controller_before, nodes_before = cpu_counters(fleet)
     result = play(
         BIN,
         install_collection(),
@@ -76,11 +106,16 @@ def run(
         {"compute_units_serial": [serial], **(variables or {})},
         *extra,
     )
+    controller_after, nodes_after = cpu_counters(fleet)
     if result.rc != 0:
         raise SystemExit(f"play failed (rc {result.rc}):\n{result.output[-4000:]}")
     prepare, upgrade, batches = phases(result.report)
     results = {h["result"] for h in result.report["hosts"]}
+    cpu = (controller_after - controller_before) + (nodes_after - nodes_before)
     return {
+        "cpu_controller_s": round(controller_after - controller_before, 1),
+        "cpu_nodes_s": round(nodes_after - nodes_before, 1),
+        "cpu_bound_s": round(cpu / (os.cpu_count() or 1), 1),  # the shortest wall time on these cores
         "wall_s": round(result.seconds, 1),
         "phase1_s": round(prepare, 1),
         "phase2_s": round(upgrade, 1),
@@ -128,15 +163,17 @@ def main() -> None:
     window = rows["single node"]["phase2_s"]
     print(f"\nsingle-node upgrade window W (phase 2 of a one-node run): {window:.1f} s")
     print(
-        f"{'batch size':>10} {'batches':>7} {'phase 2':>8} {'batches x W':>11} {'ratio':>6} {'phase 1':>8} {'wall':>7}"
+        f"{'batch size':>10} {'batches':>7} {'phase 2':>8} {'batches x W':>11} {'ratio':>6} {'phase 1':>8} "
+        f"{'wall':>7} {'CPU ctl+nodes':>14} {'CPU / cores':>11}"
     )
-    for size in sizes:
-        row = rows[f"serial {size}"]
+    for label, key in [*((str(n), f"serial {n}") for n in sizes), ("one node", "single node")]:
+        row = rows[key]
         ideal = row["batches"] * window
         row["ratio"] = round(row["phase2_s"] / ideal, 2)
         print(
-            f"{size:>10} {row['batches']:>7} {row['phase2_s']:>7.1f}s {ideal:>10.1f}s {row['ratio']:>6.2f} "
-            f"{row['phase1_s']:>7.1f}s {row['wall_s']:>6.1f}s"
+            f"{label:>10} {row['batches']:>7} {row['phase2_s']:>7.1f}s {ideal:>10.1f}s {row['ratio']:>6.2f} "
+            f"{row['phase1_s']:>7.1f}s {row['wall_s']:>6.1f}s "
+            f"{row['cpu_controller_s']:>6.1f}+{row['cpu_nodes_s']:<6.1f}s {row['cpu_bound_s']:>10.1f}s"
         )
     pre, nopre = rows.get("serial 5"), rows["serial 5, no pre-pull"]
     if pre:
