@@ -14,7 +14,9 @@ Each playbook run also counts the CPU time it cost: the controller's (ansible-pl
 workers, and what they run through nsenter, all waited for: RUSAGE_CHILDREN) plus every node's
 and the registry node's cgroup (the units' podman, conmon, containers, health checks). That total
 divided by the machine's cores is the shortest wall time the run could take here, whatever the
-orchestration: how far a batch is from batches x W because the machine is saturated.
+orchestration: how far a batch is from batches x W because the machine is saturated. Phase 1
+alone (the collection's `prepare` tasks in a one-play playbook) is run once more to split the CPU
+time: phase 2's is the whole run's minus phase 1's.
 
 Every run upgrades every node to an image none of them has (the previous target is removed from
 every store first): the stand-in service plus PAD_MB of incompressible data (--pad-mb), so a pull
@@ -93,8 +95,24 @@ def cpu_counters(fleet: Fleet) -> tuple[float, float]:
     return children.ru_utime + children.ru_stime, sum(cgroup_cpu_s(n.cgroups) for n in nodes)
 
 
+PHASE_1_ONLY = """- name: "Phase 1 only: doctor and pull on every host, in parallel"
+  hosts: "{{ compute_units_hosts }}"
+  gather_facts: false
+  tasks:
+    - name: Prepare the host
+      ansible.builtin.import_role:
+        name: compute_units.fleet.rolling_upgrade
+        tasks_from: prepare
+"""
+
+
 def run(
-    fleet: Fleet, directory: Path, serial: int, *extra: str, variables: dict[str, Any] | None = None
+    fleet: Fleet,
+    directory: Path,
+    serial: int,
+    *extra: str,
+    variables: dict[str, Any] | None = None,
+    playbook: str = "compute_units.fleet.rolling_upgrade",
 ) -> dict[str, Any]:
     inventory = fleet.inventory(directory / "inventory.ini")
     controller_before, nodes_before = cpu_counters(fleet)
@@ -105,6 +123,7 @@ def run(
         directory,
         {"compute_units_serial": [serial], **(variables or {})},
         *extra,
+        playbook=playbook,
     )
     controller_after, nodes_after = cpu_counters(fleet)
     if result.rc != 0:
@@ -158,22 +177,33 @@ def main() -> None:
             target(fleet, pads[flip], [first])
             rows["single node"] = single = run(fleet, directory, 1, "--limit", first.host)
             print(f"single node: {single}", flush=True)
+            flip = 1 - flip
+            target(fleet, pads[flip], fleet.nodes)
+            (directory / "phase1.yml").write_text(PHASE_1_ONLY)
+            rows["phase 1 only"] = run(fleet, directory, 20, playbook=str(directory / "phase1.yml"))
+            print(f"phase 1 only: {rows['phase 1 only']}", flush=True)
     finally:
         fleet.shutdown()
     window = rows["single node"]["phase2_s"]
     print(f"\nsingle-node upgrade window W (phase 2 of a one-node run): {window:.1f} s")
     print(
         f"{'batch size':>10} {'batches':>7} {'phase 2':>8} {'batches x W':>11} {'ratio':>6} {'phase 1':>8} "
-        f"{'wall':>7} {'CPU ctl+nodes':>14} {'CPU / cores':>11}"
+        f"{'wall':>7} {'CPU ctl+nodes':>14} {'CPU / cores':>11} {'phase 2 CPU / cores':>19}"
     )
+    phase1_cpu = rows["phase 1 only"]["cpu_controller_s"] + rows["phase 1 only"]["cpu_nodes_s"]
+    cores = os.cpu_count() or 1
     for label, key in [*((str(n), f"serial {n}") for n in sizes), ("one node", "single node")]:
         row = rows[key]
+        if key != "single node":  # phase 1 of the whole fleet is what PHASE_1_ONLY measured
+            cpu = row["cpu_controller_s"] + row["cpu_nodes_s"]
+            row["phase2_cpu_bound_s"] = round((cpu - phase1_cpu) / cores, 1)
         ideal = row["batches"] * window
         row["ratio"] = round(row["phase2_s"] / ideal, 2)
         print(
             f"{label:>10} {row['batches']:>7} {row['phase2_s']:>7.1f}s {ideal:>10.1f}s {row['ratio']:>6.2f} "
             f"{row['phase1_s']:>7.1f}s {row['wall_s']:>6.1f}s "
             f"{row['cpu_controller_s']:>6.1f}+{row['cpu_nodes_s']:<6.1f}s {row['cpu_bound_s']:>10.1f}s"
+            + (f" {row['phase2_cpu_bound_s']:>18.1f}s" if "phase2_cpu_bound_s" in row else "")
         )
     pre, nopre = rows.get("serial 5"), rows["serial 5, no pre-pull"]
     if pre:

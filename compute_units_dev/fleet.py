@@ -306,8 +306,9 @@ def play(
     directory: Path,
     variables: dict[str, Any],
     *extra: str,
+    playbook: str = "compute_units.fleet.rolling_upgrade",
 ) -> PlayRun:
-    """`ansible-playbook compute_units.fleet.rolling_upgrade` with the fleet report as JSON."""
+    """`ansible-playbook PLAYBOOK` (the collection's rolling upgrade) with the fleet report as JSON."""
     report = directory / "report.json"
     report.unlink(missing_ok=True)
     env = {
@@ -325,7 +326,7 @@ def play(
         str(bin_dir / "ansible-playbook"),
         "-i",
         str(inventory),
-        "compute_units.fleet.rolling_upgrade",
+        playbook,
         "-e",
         json.dumps({"compute_units_hosts": "compute", **variables}),
         *extra,
