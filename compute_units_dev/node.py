@@ -456,7 +456,7 @@ def _wait_running(node: Node, timeout: float, expect: str) -> None:
     )
     if launcher.poll() is not None:
         raise NodeError("node exited during boot")
-    state = node.run(["systemctl", "is-system-running", "--wait"], check=False, timeout=timeout)
+    state = _system_state(node, time.monotonic() + timeout)
     if state.stdout.strip() != expect:
         failed = node.run(["systemctl", "--failed", "--no-legend"], check=False).stdout
         # the failed units' own words: the node is shut down after this, its journal with it
@@ -469,7 +469,25 @@ def _wait_running(node: Node, timeout: float, expect: str) -> None:
             ],
             check=False,
         ).stdout
-        raise NodeError(f"node state {state.stdout.strip()!r}; failed units:\n{failed}{logs}")
+        raise NodeError(
+            f"node state {state.stdout.strip()!r} (systemctl exited {state.returncode}: "
+            f"{state.stderr.strip()!r}); failed units:\n{failed}{logs}"
+        )
+
+
+def _system_state(node: Node, deadline: float) -> subprocess.CompletedProcess[str]:
+    """`systemctl is-system-running --wait`, asked again while it cannot answer at all: with 20 nodes
+    booting on 2 cores its D-Bus call to a busy systemd can time out (no state printed) before the
+    boot is done. A state (running, degraded, ...) ends the wait."""
+    while True:
+        state = node.run(
+            ["systemctl", "is-system-running", "--wait"],
+            check=False,
+            timeout=max(deadline - time.monotonic(), 1),
+        )
+        if state.stdout.strip() or time.monotonic() >= deadline or node.launcher.poll() is not None:
+            return state
+        time.sleep(0.2)  # it failed at once (no bus yet): ask again
 
 
 def _is_socket(path: Path) -> bool:

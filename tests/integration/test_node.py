@@ -108,7 +108,7 @@ def test_a_node_that_boots_degraded_names_the_failed_unit_and_what_it_said(relea
     with pytest.raises(NodeError) as failed:
         boot("degraded", release, files=files)
     message = str(failed.value)
-    assert message.startswith("node state 'degraded'; failed units:\n"), message
+    assert message.startswith("node state 'degraded' (systemctl exited 1: ''); failed units:\n"), message
     assert "cu-fail.service" in message.splitlines()[1]
     assert "cu-fail-says-why" in message
     assert "status=3/NOTIMPLEMENTED" in message
