@@ -304,7 +304,7 @@ def read_holder(fd: int) -> str:
         holder = describe_holder(os.pread(fd, 512, 0))
         if holder != UNKNOWN_HOLDER or time.monotonic() >= deadline:
             return holder
-        time.sleep(0.02)  # no event to wait on: flock(2) tells nobody when a holder writes
+        time.sleep(0.02)  # sleep-ok: no event to wait on, flock(2) tells nobody when a holder writes
 
 
 def describe_holder(raw: bytes) -> str:

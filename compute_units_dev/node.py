@@ -487,7 +487,7 @@ def _system_state(node: Node, deadline: float) -> subprocess.CompletedProcess[st
         )
         if state.stdout.strip() or time.monotonic() >= deadline or node.launcher.poll() is not None:
             return state
-        time.sleep(0.2)  # it failed at once (no bus yet): ask again
+        time.sleep(0.2)  # sleep-ok: systemctl failed at once (no bus yet), nothing to wait on: ask again
 
 
 def _is_socket(path: Path) -> bool:
