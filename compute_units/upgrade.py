@@ -83,9 +83,11 @@ class Report:
     vm_before: VmSnapshot | None = None
     vm_after: VmSnapshot | None = None
     vm_check: list[str] = field(default_factory=list)  # problems found; empty = all guests fine
+    runs: str | None = None  # after a rollback: the image it brought back (for the report's line)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        del data["runs"]  # from/to keep their meaning in JSON and history: the attempt's
         data["from"] = data.pop("source")
         data["to"] = data.pop("target")
         data["guests"] = vms.guests_kept(self.vm_before, self.vm_after)
@@ -518,6 +520,7 @@ class Upgrader:
                     "again to finish the rollback",
                 ) from None
             step.detail = "post-check: " + ("; ".join(problems) if problems else "ok")
+            report.runs = entry.previous
             entry.commit(entry.previous)
             self._save_best_effort(state, report)
         report.result = result
@@ -546,6 +549,7 @@ class Upgrader:
             self._tell(f"{service.name}: {report.reason}")
             with self._step(report, "settle-after-reboot"):
                 self.pin(service, declared)
+                report.runs = declared
                 entry.commit(declared)
                 entry.spec_image = str(service.image)
                 self.fx.store.save(state)

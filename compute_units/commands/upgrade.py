@@ -79,9 +79,12 @@ def _print_report(report: Report) -> None:
     from ..vms import verdict
 
     steps = ", ".join(f"{s.name} {s.ms} ms" + ("" if s.ok else " FAILED") for s in report.steps)
-    out.print(
-        f"{report.service}: {report.result} {report.source or '-'} -> {report.target or '-'}", markup=False
-    )
+    source, target = report.source, report.target
+    if report.result == "rolled-back" and report.runs == source:
+        # a failed upgrade's from/to are the attempt's: the line says where it went back to, as a
+        # `rollback`'s does (`rolled-back B -> A`: A runs again)
+        source, target = target, source
+    out.print(f"{report.service}: {report.result} {source or '-'} -> {target or '-'}", markup=False)
     if report.note:
         out.print(f"    target: {report.note}", markup=False)
     out.print(f"    steps: {steps}", markup=False)

@@ -577,7 +577,7 @@ def test_power_loss_after_the_pin_boots_the_committed_image(
     again = cu(node, "upgrade", "svc", "--image", images["v2"].reference)
     assert again.returncode == 0, again.stdout + again.stderr
     out = again.stdout.splitlines()
-    assert out[0] == f"svc: rolled-back {pinned(images['v1'])} -> {pinned(images['v2'])}", again.stdout
+    assert out[0] == f"svc: rolled-back {pinned(images['v2'])} -> {pinned(images['v1'])}", again.stdout
     reports = [line for line in out if line.startswith("svc: ")]
     assert reports[1] == f"svc: upgraded {pinned(images['v1'])} -> {pinned(images['v2'])}", again.stdout
     history = json.loads(cu(node, "history", "svc", "--json").stdout)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from compute_units import spec
+from compute_units.commands.upgrade import _print_report
 from compute_units.disruptive import DisruptiveRefused
 from compute_units.errors import ComputeUnitsError
 from compute_units.host import Process
@@ -118,6 +119,33 @@ def test_an_unhealthy_image_is_rolled_back_with_the_real_elapsed_time(world: Fak
     assert world.running["svc.service"] == V1
     assert store.load().get("svc").phase == "idle"
     assert store.entries[-1]["result"] == "rolled-back"
+
+
+def test_a_rolled_back_upgrade_reads_from_the_failed_target_back_to_what_runs(
+    world: FakeWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The report's line says where it ended, as a `rollback`'s does; JSON keeps the attempt's from/to."""
+    store, services = FakeStore(world), service()
+    world.bad_digests.add(D3)
+    up = engine(world, store, services)
+    with pytest.raises(RolledBack):
+        up.upgrade(svc(services), f"{REG}:v3")
+    failed = up.reports[0]
+    assert (failed.source, failed.target, failed.runs) == (V1, V3, V1)
+    data = failed.as_dict()
+    assert (data["from"], data["to"], "runs" in data) == (V1, V3, False)
+    back = engine(world, store, services)
+    world.bad_digests.clear()
+    back.upgrade(svc(services), f"{REG}:v2")
+    back.upgrade(svc(services), V1, kind="rollback")
+    for report in (failed, *back.reports):
+        _print_report(report)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("svc: ")]
+    assert lines == [
+        f"svc: rolled-back {V3} -> {V1}",
+        f"svc: upgraded {V1} -> {V2}",
+        f"svc: rolled-back {V2} -> {V1}",
+    ]
 
 
 @pytest.mark.parametrize("point", STEPS)
