@@ -4,11 +4,15 @@ Issue #13 item 6. One run of this script, on one fleet (tests/harness/fleet.py, 
 the collection's nsenter connection):
 
 1. the single-node upgrade window W: the playbook against one node (`--limit`), phase 2's wall time
-   (the batch's play: reach, upgrade; the report's `plays`);
+   (the batch's play: reach, upgrade; the report's `plays`), the median of three runs;
 2. the whole fleet with batch sizes 1, 5 and 20 (`serial`): phase 2's wall time against
    batches x W (goal < 2x), and the whole playbook's;
 3. pre-pull against pulling inside the serial phase: batch size 5 again with
-   `compute_units_prepull=false` (each node's upgrade pulls in its batch).
+   `compute_units_prepull=false` (each node's upgrade pulls in its batch);
+4. the bare alternative on the same fleet: both units restarted by `systemctl restart` through
+   Ansible's `raw` (no module, no CLI: no pin, health gate, VM check or state), with the same batch
+   sizes against its own single-node window. What any rolling restart costs on these cores: if the
+   bare restart cannot keep batches x its W either, the machine sets the limit, not the tool.
 
 Each playbook run also counts the CPU time it cost: the controller's (ansible-playbook, its
 workers, and what they run through nsenter, all waited for: RUSAGE_CHILDREN) plus every node's
@@ -143,6 +147,91 @@ def run(
     }
 
 
+BARE = """- name: "Bare restart: systemctl restart of both units, nothing else"
+  hosts: "{{ compute_units_hosts }}"
+  gather_facts: false
+  serial: "{{ compute_units_serial }}"
+  tasks:
+    - name: Restart the units
+      ansible.builtin.raw: systemctl restart nova-compute.service nova-network.service
+"""
+
+
+WINDOW_RUNS = 3  # single-node runs for W (the median): one run alone varied 2.3-2.8 s between runs
+
+
+def measure(fleet: Fleet, directory: Path, sizes: list[int], pads: list[str]) -> dict[str, Any]:
+    """Every playbook run of the benchmark, each upgrading to the pad image the nodes do not have."""
+    rows: dict[str, Any] = {}
+    flip = 0
+
+    def retarget(nodes: list[FleetNode]) -> None:
+        nonlocal flip
+        target(fleet, pads[flip], nodes)
+        flip = 1 - flip
+
+    for size in sizes:
+        retarget(fleet.nodes)
+        rows[f"serial {size}"] = run(fleet, directory, size)
+        print(f"serial {size}: {rows[f'serial {size}']}", flush=True)
+    retarget(fleet.nodes)
+    rows["serial 5, no pre-pull"] = run(fleet, directory, 5, variables={"compute_units_prepull": False})
+    print(f"serial 5, no pre-pull: {rows['serial 5, no pre-pull']}", flush=True)
+    first = fleet.nodes[0]
+    singles = []
+    for _ in range(WINDOW_RUNS):
+        retarget([first])
+        singles.append(run(fleet, directory, 1, "--limit", first.host))
+        print(f"single node: {singles[-1]}", flush=True)
+    rows["single node"] = median_run(singles)
+    retarget(fleet.nodes)
+    (directory / "phase1.yml").write_text(PHASE_1_ONLY)
+    rows["phase 1 only"] = run(fleet, directory, 20, playbook=str(directory / "phase1.yml"))
+    print(f"phase 1 only: {rows['phase 1 only']}", flush=True)
+    # the bare alternative, same fleet: the two units restarted through Ansible, no CLI at all
+    (directory / "bare.yml").write_text(BARE)
+    bare = str(directory / "bare.yml")
+    for size in sizes:
+        rows[f"bare serial {size}"] = run(fleet, directory, size, playbook=bare)
+        print(f"bare serial {size}: {rows[f'bare serial {size}']}", flush=True)
+    bare_singles = [
+        run(fleet, directory, 1, "--limit", first.host, playbook=bare) for _ in range(WINDOW_RUNS)
+    ]
+    print(f"bare single node: {bare_singles}", flush=True)
+    rows["bare single node"] = median_run(bare_singles)
+    return rows
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run whose phase 2 is the median, with every run's phase 2 seconds beside it."""
+    ordered = sorted(runs, key=lambda r: float(r["phase2_s"]))
+    return {**ordered[len(ordered) // 2], "phase2_runs_s": [r["phase2_s"] for r in runs]}
+
+
+def table(rows: dict[str, Any], sizes: list[int], prefix: str, phase1_cpu: float) -> None:
+    """One table: each batch size's phase 2 against batches x the single-node window (its own W)."""
+    window = rows[f"{prefix}single node"]["phase2_s"]
+    cores = os.cpu_count() or 1
+    print(
+        f"{'batch size':>10} {'batches':>7} {'phase 2':>8} {'batches x W':>11} {'ratio':>6} {'phase 1':>8} "
+        f"{'wall':>7} {'CPU ctl+nodes':>14} {'CPU / cores':>11} {'phase 2 CPU / cores':>19}"
+    )
+    keys = [*((str(n), f"{prefix}serial {n}") for n in sizes), ("one node", f"{prefix}single node")]
+    for label, key in keys:
+        row = rows[key]
+        if not key.endswith("single node"):  # phase 1 of the whole fleet is what PHASE_1_ONLY measured
+            cpu = row["cpu_controller_s"] + row["cpu_nodes_s"]
+            row["phase2_cpu_bound_s"] = round((cpu - phase1_cpu) / cores, 1)
+        ideal = row["batches"] * window
+        row["ratio"] = round(row["phase2_s"] / ideal, 2)
+        print(
+            f"{label:>10} {row['batches']:>7} {row['phase2_s']:>7.1f}s {ideal:>10.1f}s {row['ratio']:>6.2f} "
+            f"{row['phase1_s']:>7.1f}s {row['wall_s']:>6.1f}s "
+            f"{row['cpu_controller_s']:>6.1f}+{row['cpu_nodes_s']:<6.1f}s {row['cpu_bound_s']:>10.1f}s"
+            + (f" {row['phase2_cpu_bound_s']:>18.1f}s" if "phase2_cpu_bound_s" in row else "")
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--nodes", type=int, default=20)
@@ -160,51 +249,22 @@ def main() -> None:
     try:
         pads = pad_images(fleet, args.pad_mb)
         with tempfile.TemporaryDirectory() as tmp:
-            directory = Path(tmp)
-            flip = 0
-            for size in sizes:
-                target(fleet, pads[flip], fleet.nodes)
-                rows[f"serial {size}"] = run(fleet, directory, size)
-                print(f"serial {size}: {rows[f'serial {size}']}", flush=True)
-                flip = 1 - flip
-            target(fleet, pads[flip], fleet.nodes)
-            rows["serial 5, no pre-pull"] = run(
-                fleet, directory, 5, variables={"compute_units_prepull": False}
-            )
-            print(f"serial 5, no pre-pull: {rows['serial 5, no pre-pull']}", flush=True)
-            flip = 1 - flip
-            first = fleet.nodes[0]
-            target(fleet, pads[flip], [first])
-            rows["single node"] = single = run(fleet, directory, 1, "--limit", first.host)
-            print(f"single node: {single}", flush=True)
-            flip = 1 - flip
-            target(fleet, pads[flip], fleet.nodes)
-            (directory / "phase1.yml").write_text(PHASE_1_ONLY)
-            rows["phase 1 only"] = run(fleet, directory, 20, playbook=str(directory / "phase1.yml"))
-            print(f"phase 1 only: {rows['phase 1 only']}", flush=True)
+            rows |= measure(fleet, Path(tmp), sizes, pads)
     finally:
         fleet.shutdown()
     window = rows["single node"]["phase2_s"]
-    print(f"\nsingle-node upgrade window W (phase 2 of a one-node run): {window:.1f} s")
     print(
-        f"{'batch size':>10} {'batches':>7} {'phase 2':>8} {'batches x W':>11} {'ratio':>6} {'phase 1':>8} "
-        f"{'wall':>7} {'CPU ctl+nodes':>14} {'CPU / cores':>11} {'phase 2 CPU / cores':>19}"
+        f"\nsingle-node upgrade window W (phase 2 of a one-node run, median of "
+        f"{rows['single node']['phase2_runs_s']}): {window:.1f} s"
     )
     phase1_cpu = rows["phase 1 only"]["cpu_controller_s"] + rows["phase 1 only"]["cpu_nodes_s"]
-    cores = os.cpu_count() or 1
-    for label, key in [*((str(n), f"serial {n}") for n in sizes), ("one node", "single node")]:
-        row = rows[key]
-        if key != "single node":  # phase 1 of the whole fleet is what PHASE_1_ONLY measured
-            cpu = row["cpu_controller_s"] + row["cpu_nodes_s"]
-            row["phase2_cpu_bound_s"] = round((cpu - phase1_cpu) / cores, 1)
-        ideal = row["batches"] * window
-        row["ratio"] = round(row["phase2_s"] / ideal, 2)
-        print(
-            f"{label:>10} {row['batches']:>7} {row['phase2_s']:>7.1f}s {ideal:>10.1f}s {row['ratio']:>6.2f} "
-            f"{row['phase1_s']:>7.1f}s {row['wall_s']:>6.1f}s "
-            f"{row['cpu_controller_s']:>6.1f}+{row['cpu_nodes_s']:<6.1f}s {row['cpu_bound_s']:>10.1f}s"
-            + (f" {row['phase2_cpu_bound_s']:>18.1f}s" if "phase2_cpu_bound_s" in row else "")
-        )
+    table(rows, sizes, "", phase1_cpu)
+    bare_window = rows["bare single node"]["phase2_s"]
+    print(
+        f"\nbare restart (systemctl restart through Ansible's raw, no CLI), its own W (median of "
+        f"{rows['bare single node']['phase2_runs_s']}): {bare_window:.1f} s"
+    )
+    table(rows, sizes, "bare ", 0.0)  # the bare playbook has no phase 1
     pre, nopre = rows.get("serial 5"), rows["serial 5, no pre-pull"]
     if pre:
         print(
@@ -213,6 +273,7 @@ def main() -> None:
             f"{nopre['wall_s']:.1f} s wall"
         )
     rows["single_node_window_s"] = window
+    rows["bare_single_node_window_s"] = bare_window
     rows["total_s"] = round(time.monotonic() - started, 1)
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(json.dumps(rows, indent=2) + "\n")
