@@ -17,7 +17,9 @@ def choose_target(service: Service, entry: ServiceState, image: str | None) -> t
     spec_ref = str(service.image)
     if image:
         return image, f"--image {image}"
-    if entry.current is None:
+    if entry.current is None or entry.spec_image is None:
+        # nothing an upgrade pinned: `current` is at most what a rolled-back first upgrade went back
+        # to (every commit of an upgrade records spec_image), and a rollback is no pin
         return spec_ref, "the spec's image"
     pinned_name = entry.current.split("@", 1)[0]
     if pinned_name == spec_ref.split("@", 1)[0]:

@@ -134,3 +134,40 @@ def test_apply_refuses_a_spec_image_edit_of_a_pinned_service_and_upgrade_takes_i
     finally:
         node.write_file(f"{SPEC_DIR}/svc.yaml", svc_spec(svc["v1"].reference))
     on(node, svc, "v1")
+
+
+def test_the_first_upgrade_since_apply_follows_the_spec_after_its_rollback(
+    node: Node, svc: dict[str, Image]
+) -> None:
+    """A service `apply` deployed and no upgrade has pinned: its spec edited to v3 (unhealthy), the
+    upgrade rolled back to v1; the spec fixed to v2, a plain `upgrade` goes to v2. Found by an
+    operator trial: a fleet re-run after Ctrl-C left nova-compute on v1 while the play said ok (the
+    rollback's v1 was kept as if an earlier upgrade had pinned it)."""
+    spec = f"{SPEC_DIR}/first.yaml"
+    v1, v2, v3 = pinned(svc["v1"]), pinned(svc["v2"]), pinned(svc["v3"])
+    node.write_file(spec, svc_spec(svc["v1"].reference))
+    try:
+        applied = cu(node, "apply")
+        assert applied.returncode == ExitCode.OK, applied.stdout + applied.stderr
+        node.write_file(spec, svc_spec(svc["v3"].reference))
+        failed = cu(node, "upgrade", "first")
+        assert failed.returncode == ExitCode.ROLLED_BACK, failed.stdout + failed.stderr
+        assert failed.stdout.splitlines()[0] == f"first: rolled-back {v3} -> {v1}", failed.stdout
+        node.write_file(spec, svc_spec(svc["v2"].reference))
+        again = cu(node, "upgrade", "first")
+        assert again.returncode == ExitCode.OK, again.stdout + again.stderr
+        assert again.stdout.splitlines()[:2] == [
+            f"first: upgraded {v1} -> {v2}",
+            "    target: the spec's image",
+        ]
+        entry = json.loads(node.read_file(f"{STATE_DIR}/state.json"))["services"]["first"]
+        assert (entry["phase"], entry["current"]) == ("idle", v2), entry
+        image = node.run(["podman", "inspect", "first", "--format", "{{.Image}}"]).stdout.strip()
+        digest = node.run(["podman", "image", "inspect", image, "--format", "{{.Digest}}"]).stdout.strip()
+        assert digest == svc["v2"].digest
+    finally:
+        cu(node, "stop", "first")
+        node.run(["rm", "-f", spec])
+        cu(node, "generate")
+        node.systemctl("daemon-reload")
+        node.systemctl("reset-failed", check=False)

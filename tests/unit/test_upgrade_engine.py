@@ -177,6 +177,27 @@ def test_a_signal_during_the_upgrade_rolls_back_and_says_so(world: FakeWorld, po
     assert store.entries[-1]["result"] == "interrupted"
 
 
+@pytest.mark.parametrize("fault", ["unhealthy", "signal"])
+def test_the_first_upgrade_since_apply_is_retried_after_its_rollback(world: FakeWorld, fault: str) -> None:
+    """Deployed by `apply` (no upgrade yet), the spec edited to v2, the upgrade rolled back: the next
+    plain `upgrade` goes to the spec's image again. The rollback is not a pin (found by a fleet
+    re-run after Ctrl-C: nova-compute stayed on v1 while the play said ok)."""
+    store, services = FakeStore(world), service(image=f"{REG}:v2")
+    if fault == "unhealthy":
+        world.bad_digests.add(D2)
+    else:
+        world.signal_at = "health"
+    with pytest.raises((RolledBack, UpgradeInterrupted)):
+        engine(world, store, services).upgrade(svc(services))
+    assert (store.load().get("svc").current, world.running["svc.service"]) == (V1, V1)
+    world.bad_digests.clear()
+    world.signal_at = world.signalled = None  # the fault is gone; a new run, no signal pending
+    assert choose_target(svc(services), store.load().get("svc"), None) == (f"{REG}:v2", "the spec's image")
+    report = engine(world, store, services).upgrade(svc(services))
+    assert (report.result, report.source, report.target) == ("upgraded", V1, V2)
+    assert world.running["svc.service"] == V2
+
+
 @pytest.mark.parametrize("point", ["pull", "preflight"])
 def test_a_signal_before_anything_changed_stops_there(world: FakeWorld, point: str) -> None:
     store, services = FakeStore(world), service()
